@@ -1,0 +1,143 @@
+"""Train the embedded default model: a small GPT-2 on sequences of repeated random segments.
+
+Run `python -m ihlib.train` to retrain it (seeded, CPU) into `ihlib/default_model/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from ihlib.models import DEFAULT_MODEL_DIR, new_model
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Architecture and optimisation settings of the embedded default model."""
+
+    vocab_size: int = 512
+    n_positions: int = 128
+    n_embd: int = 128
+    n_layer: int = 4
+    n_head: int = 8
+    steps: int = 1500
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 2e-3
+    warmup: int = 100
+    weight_decay: float = 0.05
+    head_dropout: float = 0.15
+    min_seg: int = 4
+    max_seg: int = 40
+    max_prefix: int = 16
+    seed: int = 0
+
+    def gpt2_config(self) -> GPT2Config:
+        """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
+        return GPT2Config(
+            vocab_size=self.vocab_size,
+            n_positions=self.n_positions,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+
+
+def training_batch(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Return `(batch_size, seq_len)` ids: a random prefix, then a random segment repeated to the end."""
+    b, t = cfg.batch_size, cfg.seq_len
+    ids = torch.randint(0, cfg.vocab_size, (b, t), generator=generator)
+    seg = torch.randint(cfg.min_seg, cfg.max_seg + 1, (b, 1), generator=generator)
+    prefix = torch.randint(0, cfg.max_prefix + 1, (b, 1), generator=generator)
+    pos = torch.arange(t).unsqueeze(0)
+    source = torch.where(pos >= prefix + seg, prefix + (pos - prefix) % seg, pos)
+    return torch.gather(ids, 1, source)
+
+
+def add_head_dropout(model: GPT2LMHeadModel, p: float, generator: torch.Generator) -> list:
+    """Zero each attention head's output with probability `p` per sequence (training only); return hooks."""
+    n_head = model.config.n_head
+
+    def drop_heads(module: torch.nn.Module, args: tuple) -> tuple:
+        (z,) = args  # (batch, seq, n_head * d_head), heads merged before c_proj
+        if not module.training:
+            return args
+        keep = (torch.rand(z.shape[0], 1, n_head, 1, generator=generator) >= p).to(z.dtype)
+        z = (z.view(*z.shape[:2], n_head, -1) * keep / (1 - p)).view_as(z)
+        return (z,)
+
+    return [block.attn.c_proj.register_forward_pre_hook(drop_heads) for block in model.transformer.h]
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dict]:
+    """Train a model from scratch under `cfg`; return it (eval mode) and a log of losses and time."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model = new_model(cfg.gpt2_config())
+    hooks = add_head_dropout(model, cfg.head_dropout, generator) if cfg.head_dropout > 0 else []
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    model.train()
+    losses, start = [], time.perf_counter()
+    for _ in tqdm(range(cfg.steps), desc="training", disable=not progress):
+        ids = training_batch(cfg, generator)
+        loss = model(ids, labels=ids).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    for hook in hooks:
+        hook.remove()
+    log = {"seconds": time.perf_counter() - start, "final_loss": sum(losses[-50:]) / len(losses[-50:])}
+    log["losses"] = losses[:: max(1, cfg.steps // 100)]
+    return model.eval(), log
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10% of the peak learning rate."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item())
+
+
+def save(model: GPT2LMHeadModel, cfg: TrainConfig, log: dict, out_dir: Path) -> None:
+    """Write the weights (safetensors), the HF config, and the training config and log to `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    record = {"train_config": dataclasses.asdict(cfg), "log": log, "torch": torch.__version__}
+    (out_dir / "training.json").write_text(json.dumps(record, indent=1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: retrain the default model, optionally overriding steps, seed and output folder."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output folder")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = dataclasses.replace(TrainConfig(), steps=args.steps, seed=args.seed)
+    model, log = train(cfg)
+    save(model, cfg, log, args.out)
+    print(f"trained in {log['seconds']:.0f} s, final loss {log['final_loss']:.3f}, saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
