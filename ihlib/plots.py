@@ -19,13 +19,18 @@ def head_labels(heads: list) -> list[str]:
     return [head_label(l, h) for l, h in heads]
 
 
+def create_folder(path: str | Path) -> Path:
+    """Create folder `path` (and parents) if missing; return it (the seed's helper)."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def output_dir(save_dir: str | Path | None) -> Path | None:
     """Create and return `save_dir` as a Path, or None when results are not to be written."""
     if save_dir is None:
         return None
-    path = Path(save_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return create_folder(save_dir)
 
 
 def save_figure(fig: plt.Figure, save_dir: str | Path | None, name: str) -> plt.Figure:

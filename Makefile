@@ -1,0 +1,31 @@
+# Two entry points: `make book` (the main job) and `make test`. Each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint chromium train bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/python -m ihlib.book $(BOOK_ARGS)
+
+chromium:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check ihlib tests benchmarks book
+	$(BIN)/ruff format --check ihlib tests benchmarks book
+	$(BIN)/python -m pytest $(TEST_ARGS)
+
+train: $(STAMP)
+	$(BIN)/python -m ihlib.train
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_subspace.py
+	$(BIN)/python benchmarks/bench_shuffle.py

@@ -1,0 +1,189 @@
+"""Reversible weight edits of attention heads, as context managers that restore every touched tensor bitwise.
+
+A head's QK component is its `W_q`, `W_k` columns of `c_attn` and their bias slices; its OV component is
+its `W_v` columns and bias slice and its rows of `c_proj.weight` (`W_o^T` in Conv1D layout). The shared
+`c_proj` bias belongs to no head and is never touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from ihlib.errors import IHLibError
+from ihlib.models import AnyGPT2, transformer_of
+
+COMPONENTS = ("QK", "OV")
+EXCHANGE_KINDS = ("original", "shuffle", "random baseline")
+
+_QKV_INDEX = {"q": 0, "k": 1, "v": 2}
+
+
+def check_component(component: str) -> str:
+    """Return `component` if it is "QK" or "OV", else raise naming the allowed values."""
+    if component not in COMPONENTS:
+        raise IHLibError(f"component must be one of {COMPONENTS}, got {component!r}.")
+    return component
+
+
+def validated_heads(model: AnyGPT2, heads: list, name: str = "heads") -> list[list[int]]:
+    """Return `heads` as distinct `[layer, head]` int pairs of `model`, or raise naming the allowed range."""
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    pairs = []
+    for item in heads:
+        if len(item) != 2:
+            raise IHLibError(f"Each entry of {name} must be [layer, head]; got {item!r}.")
+        layer, head = int(item[0]), int(item[1])
+        if not (0 <= layer < n_layer and 0 <= head < n_head):
+            raise IHLibError(
+                f"{name} contains [{layer}, {head}]: layers must be in 0..{n_layer - 1}, heads in 0..{n_head - 1}."
+            )
+        if [layer, head] in pairs:
+            raise IHLibError(f"{name} lists [{layer}, {head}] twice; each head may appear once.")
+        pairs.append([layer, head])
+    return pairs
+
+
+def _qkv_columns(model: AnyGPT2, layer: int, head: int, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return in-place views `(weight (d_model, d_head), bias (d_head,))` of one head's q, k or v in `c_attn`."""
+    attn = transformer_of(model).h[layer].attn
+    d_model = attn.c_attn.weight.shape[0]
+    d_head = d_model // model.config.n_head
+    start = _QKV_INDEX[part] * d_model + head * d_head
+    columns = slice(start, start + d_head)
+    return attn.c_attn.weight.detach()[:, columns], attn.c_attn.bias.detach()[columns]
+
+
+def _output_rows(model: AnyGPT2, layer: int, head: int) -> torch.Tensor:
+    """Return the in-place view `(d_head, d_model)` of one head's rows of `c_proj.weight` (= `W_o^T`)."""
+    c_proj = transformer_of(model).h[layer].attn.c_proj
+    d_head = c_proj.weight.shape[1] // model.config.n_head
+    return c_proj.weight.detach()[head * d_head : (head + 1) * d_head]
+
+
+def component_views(model: AnyGPT2, layer: int, head: int, component: str) -> list[torch.Tensor]:
+    """Return in-place views of one head's component: QK -> `[W_q, b_q, W_k, b_k]`; OV -> `[W_v, b_v, W_o^T rows]`."""
+    if check_component(component) == "QK":
+        return [*_qkv_columns(model, layer, head, "q"), *_qkv_columns(model, layer, head, "k")]
+    return [*_qkv_columns(model, layer, head, "v"), _output_rows(model, layer, head)]
+
+
+@contextmanager
+def restored_on_exit(views: list[torch.Tensor]) -> Iterator[None]:
+    """Save copies of `views` on entry and write them back bitwise on exit, also when an exception escapes."""
+    saved = [view.clone() for view in views]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for view, original in zip(reversed(views), reversed(saved), strict=True):
+                view.copy_(original)
+
+
+def random_derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Return a uniformly random permutation of `0..n-1` with no fixed point (n >= 2), by rejection."""
+    while True:
+        perm = rng.permutation(n)
+        if not np.any(perm == np.arange(n)):
+            return perm
+
+
+def exchange_pairs(
+    model: AnyGPT2,
+    heads: list,
+    kind: str = "shuffle",
+    rng: np.random.Generator | int | None = None,
+    pool: list | None = None,
+) -> list[list[list[int]]]:
+    """Return `[[target, source], ...]`: which head's component each head of `heads` receives under `kind`.
+
+    "shuffle": a random derangement within `heads` (every head gets another one's component).
+    "random baseline": distinct random heads drawn from `pool` minus `heads` (default: every other head).
+    "original": no pairs.
+    """
+    if kind not in EXCHANGE_KINDS:
+        raise IHLibError(f"kind must be one of {EXCHANGE_KINDS}, got {kind!r}.")
+    targets = validated_heads(model, heads)
+    rng = np.random.default_rng(rng)
+    if kind == "original":
+        return []
+    if kind == "shuffle":
+        if len(targets) < 2:
+            raise IHLibError(f"Shuffling needs at least 2 heads, got {len(targets)}.")
+        sources = [targets[j] for j in random_derangement(len(targets), rng)]
+    else:
+        candidates = [pair for pair in _random_pool(model, pool) if pair not in targets]
+        if len(candidates) < len(targets):
+            raise IHLibError(
+                f"The random baseline needs {len(targets)} heads outside the edited set, but the pool has only "
+                f"{len(candidates)}; edit fewer heads or pass a larger pool."
+            )
+        sources = [candidates[j] for j in rng.choice(len(candidates), size=len(targets), replace=False)]
+    return [[target, source] for target, source in zip(targets, sources, strict=True)]
+
+
+def _random_pool(model: AnyGPT2, pool: list | None) -> list[list[int]]:
+    """Return the heads the random baseline may draw from: `pool`, or every head of the model."""
+    if pool is not None:
+        return validated_heads(model, pool, "pool")
+    return [[layer, head] for layer in range(model.config.n_layer) for head in range(model.config.n_head)]
+
+
+@contextmanager
+def exchange_edit(
+    model: AnyGPT2,
+    heads: list,
+    component: str = "QK",
+    kind: str = "shuffle",
+    rng: np.random.Generator | int | None = None,
+    pool: list | None = None,
+) -> Iterator[list[list[list[int]]]]:
+    """Inside the block each head of `heads` carries another head's QK or OV component; yields `[target, source]` pairs.
+
+    Only the heads in `heads` change: sources are read from a snapshot, so "shuffle" permutes the set
+    among itself and "random baseline" copies components of random heads outside it into it (see
+    `exchange_pairs`). Everything touched is restored bitwise on exit.
+    """
+    check_component(component)
+    pairs = exchange_pairs(model, heads, kind, rng, pool)
+    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
+    targets = [component_views(model, *target, component) for target, _ in pairs]
+    with restored_on_exit([view for views in targets for view in views]):
+        with torch.no_grad():
+            for target_views, source_values in zip(targets, sources, strict=True):
+                for view, value in zip(target_views, source_values, strict=True):
+                    view.copy_(value)
+        yield pairs
+
+
+@contextmanager
+def projection_edit(
+    model: AnyGPT2,
+    heads: list,
+    P: torch.Tensor | np.ndarray,
+    component: str = "QK",
+) -> Iterator[None]:
+    """Inside the block `W_k <- P W_k` (QK: keys read `P x`) or `W_o <- P W_o` (OV: the head writes into `P`'s range).
+
+    `P` is `(d_model, d_model)` (e.g. `I - V V^T` or `V V^T`); `W_k`, `W_o` are the `(d_model, d_head)`
+    column-convention maps of each head in `heads`. Biases are left as they are. Restored bitwise on exit.
+    """
+    check_component(component)
+    pairs = validated_heads(model, heads)
+    d_model = model.config.n_embd
+    if tuple(P.shape) != (d_model, d_model):
+        raise IHLibError(f"P must have shape ({d_model}, {d_model}) for this model, got {tuple(P.shape)}.")
+    if component == "QK":
+        views = [_qkv_columns(model, layer, head, "k")[0] for layer, head in pairs]
+    else:
+        views = [_output_rows(model, layer, head) for layer, head in pairs]
+    P = torch.as_tensor(P)
+    with restored_on_exit(views):
+        with torch.no_grad():
+            for view in views:
+                P_view = P.to(view)
+                view.copy_(P_view @ view if component == "QK" else view @ P_view.T)
+        yield

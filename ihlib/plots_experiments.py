@@ -1,0 +1,88 @@
+"""Figures of the intervention experiments (claims 3 and 4): curves with 95% bands across repetitions."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+COLORS = {
+    "original": "black",
+    "shuffle": "tab:blue",
+    "random baseline": "tab:red",
+    "common subspace": "tab:blue",
+    "random subspace": "tab:gray",
+}
+METRICS = (("err", "Top-1 error"), ("prob", "P(correct next token)"))
+
+
+def _band(ax: plt.Axes, x: np.ndarray, stats: dict, label: str, style: str = "-o") -> None:
+    """Draw `stats["mean"]` against `x` with its 95% band `stats["low"]..stats["high"]`."""
+    color = COLORS.get(label)
+    ax.plot(x, stats["mean"], style, color=color, label=label, markersize=3)
+    ax.fill_between(x, stats["low"], stats["high"], color=color, alpha=0.2, linewidth=0)
+
+
+def plot_by_position(positions: np.ndarray, by_position: dict, chance: float, title: str) -> plt.Figure:
+    """Plot error and probability by query position, one curve and 95% band per condition.
+
+    `by_position[condition][metric]` holds `mean`, `low`, `high` arrays `(n_positions,)`; `chance` is 1/vocab.
+    """
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
+        for condition, stats in by_position.items():
+            _band(ax, positions, stats[metric], condition)
+        level = 1 - chance if metric == "err" else chance
+        ax.axhline(level, color="gray", linestyle=":", label="chance")
+        ax.set_xlabel("Query position t (predicting token t+1)", weight="bold")
+        ax.set_ylabel(ylabel, weight="bold")
+        ax.set_ylim(-0.02, 1.02)
+    axs[0].legend()
+    fig.suptitle(title, weight="bold")
+    return fig
+
+
+def plot_over_k(Ks: list[int], summary: dict, n_strong: list, threshold: float, title: str) -> plt.Figure:
+    """Plot mean error and probability against K with 95% intervals, one series per condition.
+
+    `summary[condition][metric]` holds `mean`, `low`, `high` arrays `(n_K,)`; tick labels show how many of
+    the K heads score at least `threshold` (`n_strong` entries are None when the heads were not scored).
+    """
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.asarray(Ks, dtype=float)
+    offsets = np.linspace(-0.15, 0.15, len(summary))
+    ticks = [f"{K}" if n is None else f"{K}\n({n})" for K, n in zip(Ks, n_strong, strict=True)]
+    for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
+        for offset, (condition, stats) in zip(offsets, summary.items(), strict=True):
+            s = stats[metric]
+            err = np.abs(np.stack([s["mean"] - s["low"], s["high"] - s["mean"]]))
+            ax.errorbar(x + offset, s["mean"], yerr=err, fmt="-o", capsize=3, color=COLORS.get(condition))
+            ax.plot([], [], "-o", color=COLORS.get(condition), label=condition)
+        ax.set_xticks(x, ticks)
+        ax.set_xlabel(f"K heads edited (of which score >= {threshold})", weight="bold")
+        ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
+        ax.set_ylim(-0.02, 1.02)
+    axs[0].legend()
+    fig.suptitle(title, weight="bold")
+    return fig
+
+
+def plot_rank_sweep(ranks: list[int], summary: dict, title: str) -> plt.Figure:
+    """Plot mean error and probability against the projected rank, common vs random subspace, with 95% bands.
+
+    `summary[condition][metric]` holds `mean`, `low`, `high` arrays `(n_ranks,)`; rank 0 is the unedited
+    model, drawn as a dashed line.
+    """
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.asarray(ranks)
+    for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
+        for condition, stats in summary.items():
+            _band(ax, x[1:], {k: v[1:] for k, v in stats[metric].items()}, condition)
+        unedited = next(iter(summary.values()))[metric]
+        ax.axhline(unedited["mean"][0], color="black", linestyle="--", label="unedited")
+        ax.axhspan(unedited["low"][0], unedited["high"][0], color="black", alpha=0.08)
+        ax.set_xlabel("Rank of the projected subspace", weight="bold")
+        ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
+        ax.set_ylim(-0.02, 1.02)
+    axs[0].legend()
+    fig.suptitle(title, weight="bold")
+    return fig

@@ -1,0 +1,321 @@
+"""Intervention experiments: unedited = direct computation, edits = slow one-by-one reference; statistics, files."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_gpt2
+
+from ihlib.data import copy_positions
+from ihlib.edits import exchange_pairs
+from ihlib.errors import IHLibError
+from ihlib.experiments import (
+    common_subspace,
+    copying_batches,
+    mean_ci,
+    project_exp,
+    shuffle_exp,
+    shuffle_sweep,
+    stacked_qk_svd,
+    t_quantile,
+)
+from ihlib.models import transformer_of
+from ihlib.scoring import HeadScores, head_scores
+from ihlib.weights import head_weights, qk
+
+SEG, VOCAB, BATCH = 6, 97, 4
+HEADS = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A 3-layer, 4-head random GPT-2 (d_model 32, d_head 8) with non-zero biases."""
+    return random_gpt2(n_layer=3, n_head=4, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fake_scores():
+    """Scores where exactly heads L1H0 and L1H2 count as induction heads and L0H3 as a shifting head."""
+    induction, shifting = np.zeros((3, 4)), np.zeros((3, 4))
+    induction[1, 0], induction[1, 2], shifting[0, 3] = 0.9, 0.7, 0.8
+    return HeadScores(induction, shifting)
+
+
+def direct_probs_errs(model: torch.nn.Module, ids: torch.Tensor, positions: np.ndarray) -> tuple:
+    """P(next token) and top-1 error from the full LM logits, one sample at a time (the obvious way)."""
+    probs, errs = [], []
+    with torch.no_grad():
+        for sample in ids:
+            logits = model(sample.unsqueeze(0)).logits[0].double()
+            p = torch.softmax(logits, -1)
+            target = sample[1:]
+            probs.append([p[t, target[t]].item() for t in positions])
+            errs.append([float(logits[t].argmax() != target[t]) for t in positions])
+    return np.array(probs), np.array(errs)
+
+
+def slow_edited_copy(model: torch.nn.Module, pairs: list, component: str) -> torch.nn.Module:
+    """Deep copy with each target head's component replaced by its source's (weights and q|k|v biases)."""
+    edited = copy.deepcopy(model)
+    d, dh = model.config.n_embd, model.config.n_embd // model.config.n_head
+    for (lt, ht), (ls, hs) in pairs:
+        src, dst = model.transformer.h[ls].attn, edited.transformer.h[lt].attn
+        for part in (0, 1) if component == "QK" else (2,):
+            t, s = (
+                slice(part * d + ht * dh, part * d + (ht + 1) * dh),
+                slice(part * d + hs * dh, part * d + (hs + 1) * dh),
+            )
+            dst.c_attn.weight.data[:, t] = src.c_attn.weight.data[:, s]
+            dst.c_attn.bias.data[t] = src.c_attn.bias.data[s]
+        if component == "OV":
+            dst.c_proj.weight.data[ht * dh : (ht + 1) * dh] = src.c_proj.weight.data[hs * dh : (hs + 1) * dh]
+    return edited
+
+
+def test_t_quantile_matches_tabulated_values():
+    for df, expected in [(1, 12.7062), (4, 2.7764), (9, 2.2622), (29, 2.0452), (1000, 1.9623)]:
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=2e-4)
+
+
+def test_mean_ci_is_the_t_interval_and_nan_for_one_value():
+    stats = mean_ci(np.array([1.0, 2.0, 3.0, 4.0]))
+    half = 3.1824 * np.std([1, 2, 3, 4], ddof=1) / 2  # t_{0.975} with 3 degrees of freedom
+    assert stats["mean"] == 2.5
+    assert stats["high"] - stats["mean"] == pytest.approx(half, abs=1e-3)
+    assert np.isnan(mean_ci(np.array([[1.0], [2.0]]))["low"]).all()
+
+
+@pytest.mark.parametrize("heads", [[[1, 0]], [[1, 0], [2, 3], [0, 1], [2, 2], [1, 1]]])
+def test_factored_stack_svd_equals_the_dense_svd(model, heads):
+    W = head_weights(model)
+    dense = torch.cat([qk(W.double(), l, h) for l, h in heads])
+    _, S_dense, Vh = torch.linalg.svd(dense, full_matrices=False)
+    S, V = stacked_qk_svd(W, heads)
+    m = V.shape[1]
+    assert m == min(32, 8 * len(heads))
+    torch.testing.assert_close(S, S_dense[:m], rtol=1e-6, atol=1e-9)
+    r = min(5, m)
+    P_fast = common_subspace(W, heads, r) @ common_subspace(W, heads, r).T
+    torch.testing.assert_close(P_fast, Vh[:r].T @ Vh[:r], rtol=1e-6, atol=1e-8)
+
+
+def test_unedited_condition_equals_a_direct_computation(model, fake_scores):
+    probs, errs = shuffle_exp(
+        model,
+        model.config,
+        SEG,
+        VOCAB,
+        HEADS,
+        None,
+        n_exp=2,
+        batch_size=BATCH,
+        seed=3,
+        scores=fake_scores,
+        progress=False,
+    )
+    positions = copy_positions(SEG, 3, burn_in=4)
+    for r, ids in enumerate(copying_batches(2, BATCH, SEG, VOCAB, seed=3)):
+        p, e = direct_probs_errs(model, ids, positions)
+        np.testing.assert_allclose(probs["original"][r], p, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(errs["original"][r], e)
+
+
+@pytest.mark.parametrize("component", ["QK", "OV"])
+def test_edited_conditions_equal_a_reloaded_copy_run_sample_by_sample(model, fake_scores, component):
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    result = shuffle_exp(
+        model,
+        model.config,
+        SEG,
+        VOCAB,
+        HEADS,
+        None,
+        component=component,
+        n_exp=2,
+        batch_size=BATCH,
+        seed=4,
+        scores=fake_scores,
+        progress=False,
+    )
+    positions = copy_positions(SEG, 3, burn_in=4)
+    batches = copying_batches(2, BATCH, SEG, VOCAB, seed=4)
+    for c, kind in enumerate(["shuffle", "random baseline"]):
+        for r, ids in enumerate(batches):
+            pairs = exchange_pairs(model, HEADS, kind, np.random.default_rng([4, r, len(HEADS), c]))
+            assert pairs == result.record["pairs"][kind][r]
+            p, e = direct_probs_errs(slow_edited_copy(model, pairs, component), ids, positions)
+            np.testing.assert_allclose(result.probs[kind][r], p, rtol=1e-4, atol=1e-6)
+            assert np.mean(result.errs[kind][r] != e) < 0.02  # argmax ties may flip in float32
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+
+
+def test_gpt2model_body_gives_the_same_numbers_as_the_lm_model(model, fake_scores):
+    kwargs = dict(n_exp=1, batch_size=BATCH, scores=fake_scores, progress=False)
+    lm = shuffle_exp(model, model.config, SEG, VOCAB, HEADS, None, **kwargs)
+    body = shuffle_exp(transformer_of(model), model.config, SEG, VOCAB, HEADS, None, **kwargs)
+    for condition in lm.probs:
+        np.testing.assert_allclose(lm.probs[condition], body.probs[condition], rtol=1e-5, atol=1e-7)
+
+
+def test_summary_is_the_mean_and_t_interval_of_per_repetition_means(model, fake_scores):
+    result = shuffle_exp(
+        model, None, SEG, VOCAB, HEADS, None, n_exp=3, batch_size=BATCH, scores=fake_scores, progress=False
+    )
+    per_rep = result.errs["random baseline"].mean(axis=(1, 2))
+    stats = result.record["summary"]["random baseline"]["err"]
+    assert stats["mean"] == pytest.approx(per_rep.mean())
+    half = t_quantile(0.975, 2) * per_rep.std(ddof=1) / np.sqrt(3)
+    assert stats["high"] == pytest.approx(per_rep.mean() + half)
+    change = result.record["summary"]["shuffle"]["err_change"]["mean"]
+    assert change == pytest.approx((result.errs["shuffle"] - result.errs["original"]).mean())
+
+
+def test_k_beyond_the_scored_heads_runs_and_says_how_many_are_real(model, fake_scores):
+    with pytest.warns(UserWarning, match="only 2 of the 4 heads score >= 0.5 as induction heads"):
+        result = shuffle_exp(
+            model, None, SEG, VOCAB, HEADS[:4], None, n_exp=1, batch_size=2, scores=fake_scores, progress=False
+        )
+    assert result.record["strength"]["n_strong"] == 2
+    assert result.record["strength"]["scores"] == [0.9, 0.7, 0.0, 0.0]
+
+
+def test_scores_are_computed_when_not_given(model):
+    result = shuffle_exp(model, None, SEG, VOCAB, HEADS[:2], None, n_exp=1, batch_size=2, progress=False)
+    expected = head_scores(model, seg_len=SEG, rep=3, seed=0).induction
+    assert result.record["strength"]["scores"] == pytest.approx([expected[1, 0], expected[1, 2]])
+
+
+def test_sweep_scores_the_original_once_and_matches_single_runs(model, fake_scores, tmp_path):
+    sweep = shuffle_sweep(
+        model,
+        model.config,
+        SEG,
+        VOCAB,
+        HEADS,
+        [2, 4],
+        tmp_path,
+        component="OV",
+        n_exp=2,
+        batch_size=BATCH,
+        scores=fake_scores,
+        progress=False,
+    )
+    assert sweep.probs["shuffle"].shape == (2, 2, BATCH, 3 * SEG - 1 - SEG - 4)
+    assert np.array_equal(sweep.probs["original"][0], sweep.probs["original"][1])
+    single = shuffle_exp(
+        model,
+        model.config,
+        SEG,
+        VOCAB,
+        HEADS[:4],
+        None,
+        component="OV",
+        n_exp=2,
+        batch_size=BATCH,
+        scores=fake_scores,
+        progress=False,
+    )
+    for condition in single.probs:
+        np.testing.assert_array_equal(sweep.probs[condition][1], single.probs[condition])
+    assert sweep.record["n_strong"] == [1, 1]
+    record = json.loads((tmp_path / "shuffle_sweep_OV_T6.json").read_text())
+    assert record["Ks"] == [2, 4] and len(record["summary"]["shuffle"]["err"]["mean"]) == 2
+    assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".npz", ".png"}
+
+
+def test_save_dir_none_writes_nothing_and_a_dir_gets_data_and_figure(model, fake_scores, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shuffle_exp(model, None, SEG, VOCAB, HEADS[:2], None, n_exp=1, batch_size=2, scores=fake_scores, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    shuffle_exp(model, None, SEG, VOCAB, HEADS[:2], "out", n_exp=1, batch_size=2, scores=fake_scores, progress=False)
+    arrays = np.load(tmp_path / "out" / "shuffle_QK_K2_T6.npz")
+    assert arrays["errs_random_baseline"].shape == (1, 2, 3 * SEG - 1 - SEG - 4)
+
+
+def test_projection_rank_zero_is_unedited_and_full_rank_control_equals_common(model, fake_scores):
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]  # 4 heads x d_head 8 = d_model: full rank is reachable
+    result = project_exp(
+        model,
+        model.config,
+        head_weights(model),
+        SEG,
+        VOCAB,
+        ih,
+        HEADS,
+        None,
+        max_rank=32,
+        step=16,
+        n_exp=2,
+        batch_size=BATCH,
+        scores=fake_scores,
+        progress=False,
+    )
+    assert result.record["ranks"] == [0, 16, 32]
+    positions = copy_positions(SEG, 3, burn_in=4)
+    ids = copying_batches(2, BATCH, SEG, VOCAB)[1]
+    p, _ = direct_probs_errs(model, ids, positions)
+    for condition in ("common subspace", "random subspace"):
+        np.testing.assert_allclose(result.probs[condition][0, 1], p, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(result.probs["common subspace"][2], result.probs["random subspace"][2], atol=1e-6)
+    assert not np.allclose(result.probs["common subspace"][1], result.probs["random subspace"][1])
+
+
+def test_keeping_the_whole_space_changes_nothing(model, fake_scores):
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
+    result = project_exp(
+        model,
+        None,
+        head_weights(model),
+        SEG,
+        VOCAB,
+        ih,
+        HEADS,
+        None,
+        component="OV",
+        project_out=False,
+        max_rank=32,
+        step=32,
+        n_exp=1,
+        batch_size=BATCH,
+        scores=fake_scores,
+        progress=False,
+    )
+    np.testing.assert_allclose(result.probs["common subspace"][1], result.probs["common subspace"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(vocab_size=98), r"vocab_size=98 is out of range: choose 2..97"),
+        (dict(seg_len=30), "exceeds the model's context of 64"),
+        (dict(configuration=random_gpt2(n_layer=2).config), "configuration does not match the model: n_layer=2"),
+        (dict(heads=[[1, 0]]), "at least 2 heads"),
+        (dict(component="QKV"), "component must be one of"),
+    ],
+)
+def test_bad_settings_raise_before_any_work(model, fake_scores, kwargs, message):
+    args = dict(configuration=None, seg_len=SEG, vocab_size=VOCAB, heads=HEADS, save_dir=None)
+    args.update(kwargs)
+    with pytest.raises(IHLibError, match=message):
+        shuffle_exp(model, scores=fake_scores, n_exp=1, batch_size=2, progress=False, **args)
+
+
+def test_projection_rank_beyond_the_stack_raises(model, fake_scores):
+    with pytest.raises(IHLibError, match="max_rank <= 16"):
+        project_exp(
+            model,
+            None,
+            head_weights(model),
+            SEG,
+            VOCAB,
+            [[1, 0], [1, 2]],
+            HEADS,
+            None,
+            max_rank=20,
+            scores=fake_scores,
+            progress=False,
+        )
