@@ -38,13 +38,18 @@ Conventions every chapter follows:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shutil
 import sys
 import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
 import papermill
 import yaml
 from tqdm import tqdm
@@ -54,14 +59,19 @@ from ihlib.errors import IHLibError
 PER_CHAPTER_PARAMETERS = ("output_dir",)
 SOURCE_DIR = "source"
 HTML_DIR = "html"
+KERNEL_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model-loading bars are noise on a page
+    "PYTHONWARNINGS": "ignore:IProgress not found",  # tqdm.auto without ipywidgets: static pages need none
+}
 
 
 class ChapterFailed(RuntimeError):
     """A chapter raised while it was executed; carries the chapter name and the error in one line."""
 
-    def __init__(self, chapter: str, error: str, notebook: Path):
+    def __init__(self, chapter: str, error: str, notebook: Path, cell: str = ""):
         self.chapter, self.error, self.notebook = chapter, error, notebook
-        super().__init__(f"Chapter {chapter} failed: {error}\nExecuted notebook with the error: {notebook}")
+        where = f" in cell {cell}" if cell else ""
+        super().__init__(f"Chapter {chapter} failed{where}: {error}\nExecuted notebook with the error: {notebook}")
 
 
 @dataclass
@@ -212,22 +222,74 @@ def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        papermill.execute_notebook(
-            str(notebook),
-            str(output),
-            parameters=parameters,
-            kernel_name=kernel,
-            cwd=str(cwd),
-            progress_bar=False,
-            extra_arguments=["--log-level=CRITICAL"],
-        )
+        with kernel_environment():
+            papermill.execute_notebook(
+                str(notebook),
+                str(output),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(cwd),
+                progress_bar=False,
+                extra_arguments=["--log-level=CRITICAL"],  # keep ipykernel's own log lines out of the run's log
+            )
     except papermill.PapermillExecutionError as err:
-        raise ChapterFailed(
-            chapter_name(notebook), f"{err.ename}: {err.evalue} (cell In [{err.exec_count}])", output
-        ) from err
+        cell = f"In [{err.exec_count}]"
+        raise ChapterFailed(chapter_name(notebook), f"{err.ename}: {err.evalue}", output, cell) from err
     except Exception as err:
         raise ChapterFailed(chapter_name(notebook), f"{type(err).__name__}: {err}", output) from err
+    tidy_stream_outputs(output)
     return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def kernel_environment() -> Iterator[None]:
+    """Set KERNEL_ENV (appending to an existing PYTHONWARNINGS) for kernels started inside; restore after."""
+    saved = {name: os.environ.get(name) for name in KERNEL_ENV}
+    for name, value in KERNEL_ENV.items():
+        os.environ[name] = f"{saved[name]},{value}" if name == "PYTHONWARNINGS" and saved[name] else value
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def tidy_stream_outputs(notebook: Path) -> None:
+    """Merge consecutive stream outputs per cell and apply carriage returns: a progress bar keeps its last state."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = merged_streams(cell.outputs)
+    nbformat.write(nb, notebook)
+
+
+def merged_streams(outputs: list) -> list:
+    """Return `outputs` with consecutive streams of one name joined and their text shown as a terminal would."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if output.output_type == "stream" and previous is not None and previous.get("name") == output.name:
+            previous.text += output.text
+        else:
+            merged.append(output)
+    for output in merged:
+        if output.output_type == "stream":
+            output.text = terminal_text(output.text)
+    return merged
+
+
+def terminal_text(text: str) -> str:
+    """Return `text` as a terminal shows it: each line keeps only what its last carriage return wrote."""
+    return "\n".join(_last_rewrite(line) for line in text.split("\n"))
+
+
+def _last_rewrite(line: str) -> str:
+    """Return the last non-empty `\\r`-separated part of `line` (the whole line when it has no `\\r`)."""
+    parts = [part for part in line.split("\r") if part]
+    return parts[-1] if parts else ""
 
 
 def build_site(source: Path, html: Path) -> float:
@@ -235,24 +297,34 @@ def build_site(source: Path, html: Path) -> float:
     from jupyter_book.sphinx import build_sphinx
 
     start = time.perf_counter()
-    result = build_sphinx(
-        str(source),
-        str(html),
-        noconfig=True,
-        path_config=str(source / "_config.yml"),
-        confoverrides={"external_toc_path": (source / "_toc.yml").as_posix(), "latex_individualpages": False},
-        builder="html",
-        freshenv=True,
-        quiet=True,
-    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecations hit by sphinx_external_toc's gc scan
+        result = build_sphinx(
+            str(source),
+            str(html),
+            noconfig=True,
+            path_config=str(source / "_config.yml"),
+            confoverrides={"external_toc_path": (source / "_toc.yml").as_posix(), "latex_individualpages": False},
+            builder="html",
+            freshenv=True,
+            quiet=True,
+        )
     if isinstance(result, Exception) or result:
         raise RuntimeError(f"Jupyter Book failed to build the site from {source} (see the messages above).")
     return time.perf_counter() - start
 
 
+def check_build_dir(root: Path, build_dir: Path) -> None:
+    """Raise when `build_dir` is the repository, one of its parents, or inside `book/` (resolved paths)."""
+    if root.is_relative_to(build_dir) or build_dir.is_relative_to(root / "book"):
+        raise IHLibError(
+            f"--build-dir {build_dir} would write into the repository or book/: choose a folder such as _build."
+        )
+
+
 def clean_build(build_dir: Path) -> None:
     """Remove what a previous full run left in `build_dir` (source, html, doctrees, timings); nothing else."""
-    for name in (SOURCE_DIR, HTML_DIR, ".doctrees"):
+    for name in (SOURCE_DIR, HTML_DIR, ".doctrees", "jupyter_execute"):
         shutil.rmtree(build_dir / name, ignore_errors=True)
     (build_dir / "timings.json").unlink(missing_ok=True)
 
@@ -268,6 +340,7 @@ def run_book(
 ) -> BookRun:
     """Execute the toc's chapters into `build_dir/source`, then build `build_dir/html`; see the module docstring."""
     root, build_dir = Path(root).resolve(), Path(build_dir).resolve()
+    check_build_dir(root, build_dir)
     shared = dict(shared or {})
     notebooks = chapter_notebooks(root)
     declared = {chapter_name(nb): declared_parameters(root / nb) for nb in notebooks}
@@ -369,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     except IHLibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print()
     print(timing_table(run))
     if run.failed is not None:

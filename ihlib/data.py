@@ -16,7 +16,7 @@ def repeated_tokens(
     seed: int | None = 0,
     bos_token_id: int | None = None,
 ) -> torch.Tensor:
-    """Return `(batch_size, [1 +] rep * seg_len)` token ids: a random segment repeated `rep` times, optional BOS first."""
+    """Return `(batch_size, [1 +] rep * seg_len)` ids: a random segment repeated `rep` times, optional BOS first."""
     for name, value, low in (("batch_size", batch_size, 1), ("seg_len", seg_len, 2), ("rep", rep, 2)):
         if int(value) < low:
             raise IHLibError(f"{name} must be at least {low}, got {value}.")

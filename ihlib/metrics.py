@@ -15,7 +15,7 @@ def pred_probs(
     positions: np.ndarray | list[int] | None = None,
     chunk_size: int = 64,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return `(probs, errs)`, each `(batch, n_positions)`: P(correct next token) and top-1 error at each query position.
+    """Return `(probs, errs)`, each `(batch, n_positions)`: P(correct next token) and top-1 error per query position.
 
     Query position `t` predicts token `t + 1`; `positions=None` scores every `t < seq - 1`.
     Works for `GPT2Model` (tied `wte` unembedding) and `GPT2LMHeadModel`; samples run in chunks.

@@ -63,8 +63,7 @@ def transformer_of(model: AnyGPT2 | PreTrainedModel) -> GPT2Model:
     if isinstance(model, GPT2Model):
         return model
     raise TypeError(
-        f"Expected a GPT2Model or GPT2LMHeadModel, got {type(model).__name__}; "
-        "load one with ihlib.load_model(name)."
+        f"Expected a GPT2Model or GPT2LMHeadModel, got {type(model).__name__}; load one with ihlib.load_model(name)."
     )
 
 

@@ -96,7 +96,8 @@ def ranking_table(scores: HeadScores, baseline: dict[str, float], top: int = 10)
     """Table of the `top` heads of both rankings with their scores and score / uniform baseline."""
     top = check_k(top, scores.induction.size, "top")
     rows = []
-    for rank, ((li, hi), (ls, hs)) in enumerate(zip(scores.IH_list[:top], scores.Shifting_list[:top]), start=1):
+    pairs = zip(scores.IH_list[:top], scores.Shifting_list[:top], strict=True)
+    for rank, ((li, hi), (ls, hs)) in enumerate(pairs, start=1):
         rows.append(
             {
                 "rank": rank,
@@ -121,7 +122,7 @@ def plot_attention_examples(
 ) -> plt.Figure:
     """Attention pattern `(query, key)` of each named head on one repeated random sequence.
 
-    Dots mark where an ideal induction head (green) and an ideal previous-token head (orange) would look;
+    Hollow circles mark where an ideal induction head (green) and an ideal previous-token head (orange) would look;
     grey lines separate the repeated segments. `heads` maps a caption to `[layer, head]`.
     """
     ids = repeated_tokens(1, seg_len, model.config.vocab_size, rep=rep, seed=seed)

@@ -27,16 +27,17 @@ class TrainConfig:
     n_embd: int = 128
     n_layer: int = 4
     n_head: int = 8
-    steps: int = 1500
+    steps: int = 2000
     batch_size: int = 32
-    seq_len: int = 128
-    lr: float = 2e-3
+    seq_len: int = 96
+    lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.05
-    head_dropout: float = 0.15
+    head_dropout: float = 0.1
     min_seg: int = 4
-    max_seg: int = 40
-    max_prefix: int = 16
+    max_seg: int = 30
+    max_prefix: int = 8
+    position_init_scale: float = 0.03
     seed: int = 0
 
     def gpt2_config(self) -> GPT2Config:
@@ -66,6 +67,21 @@ def training_batch(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor
     return torch.gather(ids, 1, source)
 
 
+def init_sinusoidal_positions(model: GPT2LMHeadModel, scale: float) -> None:
+    """Initialise the learned position table `wpe` `(n_positions, d_model)` with sin/cos waves times `scale`.
+
+    Relative offsets are then a rotation of the position code, so previous-token heads are easy to learn;
+    the table stays a trainable GPT-2 parameter.
+    """
+    n_pos, d_model = model.transformer.wpe.weight.shape
+    pos = torch.arange(n_pos, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(-torch.arange(0, d_model, 2, dtype=torch.float32) * (torch.log(torch.tensor(1e4)) / d_model))
+    table = torch.zeros(n_pos, d_model)
+    table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    with torch.no_grad():
+        model.transformer.wpe.weight.copy_(scale * table)
+
+
 def add_head_dropout(model: GPT2LMHeadModel, p: float, generator: torch.Generator) -> list:
     """Zero each attention head's output with probability `p` per sequence (training only); return hooks."""
     n_head = model.config.n_head
@@ -86,6 +102,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     model = new_model(cfg.gpt2_config())
+    if cfg.position_init_scale > 0:
+        init_sinusoidal_positions(model, cfg.position_init_scale)
     hooks = add_head_dropout(model, cfg.head_dropout, generator) if cfg.head_dropout > 0 else []
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))

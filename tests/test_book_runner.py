@@ -1,0 +1,277 @@
+"""The book runner: parameter parsing and filtering, toc order, failures, and that `book/` stays untouched.
+
+The execution tests run tiny throwaway notebooks with papermill for real (a few seconds each); the site build
+is checked on the real book by tests/test_site.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import textwrap
+from pathlib import Path
+
+import nbformat
+import papermill
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from ihlib.book import (
+    chapter_notebooks,
+    check_parameters,
+    main,
+    merged_streams,
+    parameters_for,
+    parse_param,
+    run_book,
+    select_chapters,
+    shared_parameters,
+    terminal_text,
+    toc_files,
+)
+from ihlib.errors import IHLibError
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_NAMES = {"model_name", "device", "seed", "output_dir"}
+
+
+def tiny_chapter(name: str, extra: str = "") -> nbformat.NotebookNode:
+    """A chapter that records the parameters it received in `output_dir/params.json`; `extra` adds names."""
+    parameters = f'model_name = None\nseed = 0\noutput_dir = "results/{name}"\n{extra}'
+    record = textwrap.dedent(
+        """\
+        import json
+        from pathlib import Path
+
+        received = {k: v for k, v in globals().items() if k in PARAMETER_NAMES}
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "params.json").write_text(json.dumps(received))
+        if globals().get("fail"):
+            raise ValueError("boom in " + output_dir)
+        print("\\rstep 1 of 2\\rstep 2 of 2")
+        """
+    )
+    names = ["model_name", "seed", "output_dir"] + [line.split("=")[0].strip() for line in extra.splitlines()]
+    return new_notebook(
+        cells=[
+            new_markdown_cell(f"# {name}"),
+            new_code_cell(parameters, metadata={"tags": ["parameters"]}),
+            new_code_cell(f"PARAMETER_NAMES = {names!r}\n" + record),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+
+
+@pytest.fixture
+def tiny_book(tmp_path: Path) -> Path:
+    """A repository root with a toc, an intro page and three tiny chapters (the second can be made to fail)."""
+    root = tmp_path / "repo"
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text('title: tiny\nexecute:\n  execute_notebooks: "off"\n')
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n"
+        "  - file: book/00_first\n  - file: book/01_second\n  - file: book/02_third\n"
+    )
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    nbformat.write(tiny_chapter("00_first", "n = 1"), root / "book" / "00_first.ipynb")
+    nbformat.write(tiny_chapter("01_second", "fail = False"), root / "book" / "01_second.ipynb")
+    nbformat.write(tiny_chapter("02_third", "n = 1"), root / "book" / "02_third.ipynb")
+    return root
+
+
+def tree_digest(folder: Path) -> str:
+    """Hash of every file's relative path and bytes under `folder`."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("n_exp=20", ("n_exp", 20)),
+        ("ratio=0.5", ("ratio", 0.5)),
+        ("model_name=null", ("model_name", None)),
+        ("model_name=gpt2", ("model_name", "gpt2")),
+        ("ranks=[2, 3, 5]", ("ranks", [2, 3, 5])),
+        ("progress=false", ("progress", False)),
+        ("path=a=b", ("path", "a=b")),
+    ],
+)
+def test_param_values_are_read_as_yaml(text, expected):
+    """`--param name=value` types the value as YAML does."""
+    assert parse_param(text) == expected
+
+
+@pytest.mark.parametrize("text", ["no_equals_sign", "=3", "1st=3", "two words=1"])
+def test_malformed_param_is_rejected(text):
+    """A `--param` without a Python identifier before `=` is an input error."""
+    with pytest.raises(IHLibError, match="name=value"):
+        parse_param(text)
+
+
+def test_file_then_params_then_model_later_wins(tmp_path):
+    """The parameter file is overridden by `--param`, which is overridden by `--model`."""
+    params_file = tmp_path / "p.yml"
+    params_file.write_text("model_name: from_file\nn_exp: 2\nseed: 4\n")
+    shared = shared_parameters(params_file, ["n_exp=5", "model_name=from_param"], model="gpt2")
+    assert shared == {"model_name": "gpt2", "n_exp": 5, "seed": 4}
+    assert shared_parameters(None, [], None) == {}
+
+
+def test_params_file_must_be_a_mapping(tmp_path):
+    """A parameter file holding a list, or a missing file, is an input error."""
+    params_file = tmp_path / "p.yml"
+    params_file.write_text("- 1\n- 2\n")
+    with pytest.raises(IHLibError, match="mapping"):
+        shared_parameters(params_file)
+    with pytest.raises(IHLibError, match="does not exist"):
+        shared_parameters(tmp_path / "missing.yml")
+
+
+def test_each_notebook_gets_only_the_names_it_declares():
+    """Filtering keeps the shared names a notebook declares and drops the others."""
+    shared = {"model_name": "gpt2", "n_exp": 20, "ranks": [2, 3]}
+    assert parameters_for(shared, {"model_name", "seed", "ranks"}) == {"model_name": "gpt2", "ranks": [2, 3]}
+    assert parameters_for(shared, set()) == {}
+
+
+def test_a_name_no_chapter_declares_is_an_error_naming_it():
+    """A typo in a parameter name fails before anything runs, naming the typo and the declared names."""
+    declared = {"00_a": {"model_name", "seed"}, "03_b": {"model_name", "n_exp"}}
+    check_parameters({"model_name": "gpt2", "n_exp": 3}, declared)
+    with pytest.raises(IHLibError, match=r"n_epx.*Declared parameters: model_name, n_exp, seed"):
+        check_parameters({"n_epx": 3}, declared)
+    with pytest.raises(IHLibError, match="output_dir is set per chapter"):
+        check_parameters({"output_dir": "x"}, {"00_a": {"output_dir"}})
+
+
+def test_toc_is_read_in_order_with_parts_and_sections(tmp_path):
+    """Entries come in reading order: root, then parts, chapters and sections depth first."""
+    (tmp_path / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nparts:\n"
+        "  - caption: One\n    chapters:\n      - file: book/00_a\n        sections:\n          - file: book/00_b\n"
+        "  - caption: Two\n    chapters:\n      - file: book/01_c\n      - file: book/end\n"
+    )
+    assert toc_files(tmp_path) == ["book/intro", "book/00_a", "book/00_b", "book/01_c", "book/end"]
+
+
+def test_missing_toc_page_and_missing_toc_are_named(tmp_path):
+    """A toc entry without a file, or no toc at all, is an input error that names what is missing."""
+    with pytest.raises(IHLibError, match="No _toc.yml"):
+        toc_files(tmp_path)
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/00_gone\n")
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    with pytest.raises(IHLibError, match="book/00_gone"):
+        chapter_notebooks(tmp_path)
+
+
+def test_chapters_are_selected_by_name_or_number(tiny_book):
+    """`--only` accepts `01_second` or `1`, keeps toc order, and rejects an unknown chapter."""
+    notebooks = chapter_notebooks(tiny_book)
+    assert [nb.stem for nb in notebooks] == ["00_first", "01_second", "02_third"]
+    assert [nb.stem for nb in select_chapters(notebooks, ["02", "00_first"])] == ["00_first", "02_third"]
+    assert [nb.stem for nb in select_chapters(notebooks, ["1"])] == ["01_second"]
+    assert select_chapters(notebooks, None) == notebooks
+    with pytest.raises(IHLibError, match="no such chapter"):
+        select_chapters(notebooks, ["07_missing"])
+
+
+def test_progress_bars_keep_their_last_state():
+    """Carriage returns overwrite a line as on a terminal, and consecutive streams of one name merge."""
+    assert terminal_text("\rbar 0%\rbar 50%\rbar 100%\ndone\n") == "bar 100%\ndone\n"
+    assert terminal_text("plain\ntext") == "plain\ntext"
+    outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text="\rload 0%"),
+        nbformat.v4.new_output("stream", name="stderr", text="\rload 100%"),
+        nbformat.v4.new_output("stream", name="stderr", text="\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="hello\n"),
+    ]
+    merged = merged_streams(outputs)
+    assert [(o.name, o.text) for o in merged] == [("stderr", "load 100%\n"), ("stdout", "hello\n")]
+
+
+def test_run_executes_every_chapter_with_its_own_parameters(tiny_book, tmp_path):
+    """Chapters run in toc order in the build folder, each with only its declared names; `book/` is untouched."""
+    before = tree_digest(tiny_book / "book")
+    build = tmp_path / "build"
+    run = run_book(tiny_book, build, {"model_name": "m", "n": 7}, site=False, progress=False)
+    assert run.failed is None
+    assert list(run.chapter_seconds) == ["00_first", "01_second", "02_third"]
+    results = build / "source" / "results"
+    assert json.loads((results / "00_first" / "params.json").read_text()) == {
+        "model_name": "m",
+        "seed": 0,
+        "output_dir": "results/00_first",
+        "n": 7,
+    }
+    second = json.loads((results / "01_second" / "params.json").read_text())
+    assert second == {"model_name": "m", "seed": 0, "output_dir": "results/01_second", "fail": False}
+    executed = nbformat.read(build / "source" / "book" / "02_third.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0].text == "step 2 of 2\n"
+    assert (build / "source" / "book" / "intro.md").is_file()
+    assert json.loads((build / "timings.json").read_text())["failed"] is None
+    assert tree_digest(tiny_book / "book") == before
+    assert not (tiny_book / "results").exists()
+
+
+def test_only_runs_the_chosen_chapters(tiny_book, tmp_path):
+    """`only` executes the chosen chapter alone; the others are neither executed nor given results."""
+    build = tmp_path / "build"
+    run = run_book(tiny_book, build, only=["02"], site=False, progress=False)
+    assert list(run.chapter_seconds) == ["02_third"]
+    assert sorted(p.name for p in (build / "source" / "results").iterdir()) == ["02_third"]
+
+
+def test_failing_chapter_stops_the_run_and_keeps_earlier_results(tiny_book, tmp_path, capsys):
+    """A chapter's error stops the run with exit status 1 and names chapter and error; earlier results stay."""
+    before = tree_digest(tiny_book / "book")
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "fail=true", "--no-site"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert "Chapter 01_second failed in cell In [3]: ValueError: boom in results/01_second" in captured.err
+    assert "00_first" in captured.out and "FAILED" in captured.out
+    results = build / "source" / "results"
+    assert (results / "00_first" / "params.json").is_file()
+    assert (results / "01_second" / "params.json").is_file()
+    assert not (results / "02_third").exists()
+    failed = nbformat.read(build / "source" / "book" / "01_second.ipynb", as_version=4)
+    assert failed.metadata.papermill.exception is True
+    assert json.loads((build / "timings.json").read_text())["failed"]["chapter"] == "01_second"
+    assert tree_digest(tiny_book / "book") == before
+
+
+def test_unknown_parameter_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    """A typo in `--param` exits with status 2 and a message naming it, before any chapter executes."""
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "n_exp=3", "--no-site"])
+    assert status == 2
+    assert "n_exp" in capsys.readouterr().err
+    assert not (build / "source").exists()
+
+
+@pytest.mark.parametrize("build_dir", [".", "..", "book", "book/x"])
+def test_build_dir_must_not_overwrite_the_repository_or_book(tiny_book, build_dir):
+    """A build folder that is the repository, a parent of it, or inside `book/` is refused before anything runs."""
+    with pytest.raises(IHLibError, match="--build-dir"):
+        run_book(tiny_book, tiny_book / build_dir, site=False, progress=False)
+
+
+@pytest.mark.parametrize("notebook", chapter_notebooks(REPO), ids=lambda nb: nb.stem)
+def test_repository_chapters_follow_the_conventions(notebook):
+    """Each chapter is stored without outputs and declares the shared names, with its own output_dir."""
+    nb = nbformat.read(REPO / notebook, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code), "stored with outputs"
+    tagged = [cell for cell in nb.cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    declared = papermill.inspect_notebook(str(REPO / notebook))
+    assert SHARED_NAMES <= set(declared)
+    assert declared["model_name"]["default"] == "None"
+    assert declared["device"]["default"] == '"auto"'
+    assert declared["output_dir"]["default"] == f'"results/{notebook.stem}"'
