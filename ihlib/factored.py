@@ -1,0 +1,151 @@
+"""Thin SVDs of low-rank products `A @ B^T` kept in factored form, batched over leading (head) dimensions.
+
+`A` is `(..., m, k)`, `B` is `(..., n, k)`; the product `(m, n)` is never formed. With thin QRs
+`A = Q_a R_a` and `B = Q_b R_b`, `A B^T = Q_a (R_a R_b^T) Q_b^T`, so the SVD of the small core
+`R_a R_b^T` gives the SVD of the product: `U = Q_a U_c`, `V = Q_b V_c`, same singular values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from ihlib.errors import IHLibError
+from ihlib.weights import K, O, Q, V, check_w_all
+
+CHOLESKY_MIN_DIAG_RATIO = 1e-4  # below this R's diagonal spread, CholeskyQR loses orthogonality: use Householder
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one thread inside the block (or decorated function), then restore the thread count.
+
+    The factored algebra is many small batched operations (`k x k` LAPACK calls, thin products): threads
+    gain little there, and on shared CPUs every operation's thread barrier can stall for a scheduler
+    slice (40-180x slowdowns measured on 2 busy cores).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass(frozen=True)
+class ThinSVD:
+    """Top singular triplets of products `A B^T`: `U (..., m, r)`, `S (..., r)` descending, `V (..., n, r)`."""
+
+    U: torch.Tensor
+    S: torch.Tensor
+    V: torch.Tensor
+
+    @property
+    def rank(self) -> int:
+        """Number of singular triplets kept."""
+        return int(self.S.shape[-1])
+
+    def dense(self) -> torch.Tensor:
+        """Return `U diag(S) V^T`, `(..., m, n)`: the (truncated) product, for checks on small shapes."""
+        return (self.U * self.S.unsqueeze(-2)) @ self.V.mT
+
+    def truncate(self, rank: int) -> ThinSVD:
+        """Return the top `rank` triplets."""
+        check_rank(rank, self.rank)
+        return ThinSVD(self.U[..., :rank], self.S[..., :rank], self.V[..., :rank])
+
+
+@dataclass(frozen=True)
+class FactoredQR:
+    """Thin QR `A = Q R` of a batch `A (..., m, k)`; `Q` is kept implicit (`A R^{-1}`) unless Householder was needed."""
+
+    A: torch.Tensor
+    R: torch.Tensor
+    Q: torch.Tensor | None
+
+    def apply_q(self, X: torch.Tensor) -> torch.Tensor:
+        """Return `Q @ X` for `X (..., p, r)` without forming `Q` when it is implicit."""
+        if self.Q is not None:
+            return self.Q @ X
+        return self.A @ torch.linalg.solve_triangular(self.R, X, upper=True)
+
+
+@single_threaded()
+def thin_qr(A: torch.Tensor) -> FactoredQR:
+    """Thin QR of a batch `A (..., m, k)`: CholeskyQR (`R` from the Gram `A^T A`) if well conditioned, else Householder.
+
+    CholeskyQR runs at matrix-product speed; Householder QR handles rank-deficient or
+    ill-conditioned factors (and `k > m`), where `R` is `(..., min(m, k), k)`.
+    """
+    m, k = A.shape[-2:]
+    if k <= m:
+        L, info = torch.linalg.cholesky_ex(A.mT @ A)
+        diag = torch.diagonal(L, dim1=-2, dim2=-1)
+        if bool((info == 0).all()) and _well_conditioned(diag):
+            return FactoredQR(A, L.mT, None)
+    Q_h, R_h = torch.linalg.qr(A, mode="reduced")
+    return FactoredQR(A, R_h, Q_h)
+
+
+def _well_conditioned(diag: torch.Tensor) -> bool:
+    """True when every Cholesky diagonal `(..., k)` has min/max above `CHOLESKY_MIN_DIAG_RATIO`."""
+    top = diag.amax(-1)
+    return bool((top > 0).all() and (diag.amin(-1) >= CHOLESKY_MIN_DIAG_RATIO * top).all())
+
+
+@single_threaded()
+def thin_svd_product(A: torch.Tensor, B: torch.Tensor, rank: int | None = None) -> ThinSVD:
+    """Thin SVD of `A @ B^T` for batches `A (..., m, k)`, `B (..., n, k)`, keeping the top `rank` triplets.
+
+    QR of both factors, SVD of the `R_a R_b^T` core; cost O((m + n) k^2) per product instead of O(m n min(m, n)).
+    """
+    if A.ndim < 2 or B.ndim < 2 or A.shape[-1] != B.shape[-1] or A.shape[:-2] != B.shape[:-2]:
+        raise IHLibError(
+            f"Factors must be (..., m, k) and (..., n, k) with the same k and batch shape; "
+            f"got {tuple(A.shape)} and {tuple(B.shape)}."
+        )
+    qr_a, qr_b = thin_qr(A), thin_qr(B)
+    U_c, S, V_ch = torch.linalg.svd(qr_a.R @ qr_b.R.mT, full_matrices=False)
+    rank = S.shape[-1] if rank is None else check_rank(rank, S.shape[-1])
+    return ThinSVD(qr_a.apply_q(U_c[..., :rank]), S[..., :rank], qr_b.apply_q(V_ch.mT[..., :rank]))
+
+
+@single_threaded()
+def right_singular_subspace(A: torch.Tensor, B: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top `rank` singular values `(..., rank)` and right singular vectors `(..., n, rank)` of `A @ B^T`.
+
+    One-sided and cheaper than `thin_svd_product`: QR of `B` only, the Gram `A^T A`, and a symmetric
+    eigendecomposition of the core's Gram `R_b (A^T A) R_b^T` (whose eigenvectors are the core's right
+    singular vectors). Accurate for the leading directions, the ones kept.
+    """
+    if A.shape[-1] != B.shape[-1] or A.shape[:-2] != B.shape[:-2]:
+        raise IHLibError(f"Factors must be (..., m, k) and (..., n, k); got {tuple(A.shape)} and {tuple(B.shape)}.")
+    qr_b = thin_qr(B)
+    values, vectors = torch.linalg.eigh(qr_b.R @ (A.mT @ A) @ qr_b.R.mT)
+    rank = check_rank(rank, values.shape[-1])
+    top = values.flip(-1)[..., :rank].clamp_min(0.0).sqrt()
+    return top, qr_b.apply_q(vectors.flip(-1)[..., :rank])
+
+
+def check_rank(rank: int, max_rank: int) -> int:
+    """Return `rank` as int, or raise naming the allowed range `1..max_rank`."""
+    if not 1 <= int(rank) <= max_rank:
+        raise IHLibError(f"rank={rank} is out of range: choose 1..{max_rank} (at most the head dimension).")
+    return int(rank)
+
+
+def qk_svd(W_all: torch.Tensor, rank: int | None = None) -> ThinSVD:
+    """Thin SVD of `W_qk = W_q W_k^T` for every head, float64: `U (L, H, d, r)` query side, `V` key side."""
+    check_w_all(W_all)
+    W = W_all.double()
+    return thin_svd_product(W[:, :, Q], W[:, :, K], rank)
+
+
+def ov_svd(W_all: torch.Tensor, rank: int | None = None) -> ThinSVD:
+    """Thin SVD of `W_ov = W_o W_v^T` for every head, float64: `U (L, H, d, r)` output side, `V` input side."""
+    check_w_all(W_all)
+    W = W_all.double()
+    return thin_svd_product(W[:, :, O], W[:, :, V], rank)

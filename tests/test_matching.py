@@ -1,0 +1,318 @@
+"""Claims 1-2 in weight space: factored z-scores and subspace matching equal slow dense computations on small shapes;
+matching scores have their defining properties; baselines are drawn as documented; bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from ihlib.errors import IHLibError
+from ihlib.matching import (
+    diagonal_zscore,
+    draw_head_pairs,
+    embedding_basis,
+    gaussian_baseline,
+    head_subspaces,
+    match_subspaces,
+    percentile_of,
+    qkov_matching,
+    qkov_matching_summary,
+    qkov_zscore_grid,
+    qkov_zscores,
+    subspace_match_score,
+    subspace_matching,
+)
+from ihlib.weights import head_weights, ov, qk
+
+N_LAYER, N_HEAD, D_MODEL, D_HEAD = 3, 4, 32, 8
+IH = [[2, 1], [2, 3], [1, 0]]
+SH = [[0, 2], [1, 1], [0, 0]]
+RANKS = [1, 2, 5]
+
+
+@pytest.fixture(scope="module")
+def W_all() -> torch.Tensor:
+    """Random float32 `W_all (3, 4, 4, 32, 8)`, like weights taken from a model."""
+    return torch.randn(N_LAYER, N_HEAD, 4, D_MODEL, D_HEAD, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close every figure a test created."""
+    yield
+    plt.close("all")
+
+
+def dense_basis(W_all: torch.Tensor, head: list, side: str, rank: int) -> np.ndarray:
+    """Slow reference: top-r key (right of W_qk) or output (left of W_ov) vectors from a dense SVD."""
+    if side == "key":
+        return np.linalg.svd(qk(W_all.double(), *head).numpy())[2][:rank].T
+    return np.linalg.svd(ov(W_all.double(), *head).numpy())[0][:, :rank]
+
+
+def dense_scores(basis0: np.ndarray, basis1: np.ndarray) -> tuple[float, float]:
+    """Slow reference: (largest, mean) from the singular values of `basis0^T basis1`."""
+    s = np.linalg.svd(basis0.T @ basis1, compute_uv=False)
+    return s[0], math.sqrt(np.mean(s**2))
+
+
+def dense_zscore(W_all: torch.Tensor, ih: list, sh: list) -> float:
+    """Slow reference: the DESIGN definition on the dense `d x d` product `W_qk(ih) @ W_ov(sh)`."""
+    M = (qk(W_all.double(), *ih) @ ov(W_all.double(), *sh)).numpy()
+    return (np.mean(np.diag(M)) - M.mean()) / M.std()
+
+
+# ---------------------------------------------------------------- matching scores
+
+
+@pytest.mark.parametrize("method", ["largest", "mean"])
+def test_a_subspace_matched_with_itself_scores_one_and_with_an_orthogonal_one_zero(method):
+    """Identical subspaces score 1 (also in another basis of the same span); orthogonal ones score 0."""
+    basis = torch.linalg.qr(torch.randn(20, 4, dtype=torch.float64)).Q
+    rotation = torch.linalg.qr(torch.randn(4, 4, dtype=torch.float64)).Q
+    complement = torch.linalg.qr(torch.eye(20, dtype=torch.float64) - basis @ basis.T).Q[:, :4]
+    assert subspace_match_score(basis, basis, method).item() == pytest.approx(1.0, abs=1e-12)
+    assert subspace_match_score(basis, basis @ rotation, method).item() == pytest.approx(1.0, abs=1e-12)
+    assert subspace_match_score(basis, complement, method).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_scores_follow_the_principal_angles():
+    """Bases at principal angles theta, phi: largest = max cosine, mean = sqrt(mean of squared cosines)."""
+    theta, phi = 0.3, 1.1
+    eye = torch.eye(6, dtype=torch.float64)
+    A0 = eye[:, :2]
+    first = math.cos(theta) * eye[0] + math.sin(theta) * eye[2]
+    second = math.cos(phi) * eye[1] + math.sin(phi) * eye[3]
+    A1 = torch.stack([first, second], 1)
+    assert subspace_match_score(A0, A1, "largest").item() == pytest.approx(math.cos(theta))
+    expected_mean = math.sqrt((math.cos(theta) ** 2 + math.cos(phi) ** 2) / 2)
+    assert subspace_match_score(A0, A1, "mean").item() == pytest.approx(expected_mean)
+
+
+@pytest.mark.parametrize(
+    ("ih", "sh", "sides"),
+    [(IH, None, ("key", "key")), (None, SH, ("output", "output")), (IH, SH, ("key", "output"))],
+    ids=["IHxIH", "SHxSH", "IHxSH"],
+)
+def test_s_match_and_head_baseline_equal_per_pair_dense_svds(W_all, ih, sh, sides):
+    """Factored scores of every listed pair and every random-head baseline pair equal a dense SVD per pair."""
+    result = match_subspaces(W_all, ih, sh, RANKS, num_samp=12, seed=3, plot=False)
+    rows, cols = result.row_heads, result.col_heads
+    assert result.s_match.shape == (2, len(RANKS), len(rows), len(cols))
+    for j, r in enumerate(RANKS):
+        for a, row in enumerate(rows):
+            for b, col in enumerate(cols):
+                expected = dense_scores(dense_basis(W_all, row, sides[0], r), dense_basis(W_all, col, sides[1], r))
+                np.testing.assert_allclose(result.s_match[:, j, a, b], expected, atol=1e-9)
+        for n, (h0, h1) in enumerate(result.head_baseline_pairs.tolist()):
+            expected = dense_scores(dense_basis(W_all, h0, sides[0], r), dense_basis(W_all, h1, sides[1], r))
+            np.testing.assert_allclose(result.head_baseline[:, j, n], expected, atol=1e-9)
+
+
+def test_ih_by_ih_is_symmetric_with_ones_on_the_diagonal(W_all):
+    """IH x IH: s_match[m, r] is symmetric and each head matches itself with score 1."""
+    s_match, _ = subspace_matching(W_all, None, IH_list=IH, ranks=RANKS, num_samp=5)
+    np.testing.assert_allclose(s_match, s_match.swapaxes(-1, -2), atol=1e-12)
+    np.testing.assert_allclose(np.diagonal(s_match, axis1=-2, axis2=-1), 1.0, atol=1e-12)
+
+
+def test_seed_call_returns_the_seed_shapes_and_the_gaussian_baseline(W_all):
+    """subspace_matching(W_all, None, ...) returns (M, R, K0, K1) scores and the (M, R, num_samp) Gaussian baseline."""
+    s_match, match_baseline = subspace_matching(W_all, None, IH_list=IH, Shifting_list=SH[:2], ranks=RANKS, num_samp=7)
+    result = match_subspaces(W_all, IH, SH[:2], RANKS, num_samp=7, plot=False)
+    assert s_match.shape == (2, 3, 3, 2) and match_baseline.shape == (2, 3, 7)
+    np.testing.assert_array_equal(s_match, result.s_match)
+    np.testing.assert_array_equal(match_baseline, result.gaussian_baseline)
+
+
+def test_gaussian_baseline_has_the_expected_mean_square_overlap():
+    """Random r-dim subspaces of R^d: E[mean score^2] = r / d, and largest >= mean >= 0 in every sample."""
+    d, ranks = 40, [1, 4]
+    scores = gaussian_baseline(d, ranks, ("largest", "mean"), 2000, np.random.default_rng(0))
+    for j, r in enumerate(ranks):
+        assert np.mean(scores[1, j] ** 2) == pytest.approx(r / d, rel=0.1)
+    assert (scores[0] >= scores[1] - 1e-12).all() and (scores >= 0).all() and (scores <= 1).all()
+
+
+def test_head_baseline_pairs_avoid_heads_under_test_and_are_seeded():
+    """Pairs are two distinct heads outside the lists; the same seed gives the same pairs; tiny pools fall back."""
+    exclude = [[0, 0], [1, 2]]
+    pairs, pool = draw_head_pairs((3, 4), exclude, 500, np.random.default_rng(1))
+    flat = pairs[..., 0] * 4 + pairs[..., 1]
+    assert pairs.shape == (500, 2, 2) and (flat[:, 0] != flat[:, 1]).all()
+    assert not np.isin(flat, [0, 6]).any() and len(np.unique(flat)) == 10
+    assert "10 heads outside the 2" in pool
+    again, _ = draw_head_pairs((3, 4), exclude, 500, np.random.default_rng(1))
+    np.testing.assert_array_equal(pairs, again)
+    everything = [[l, h] for l in range(3) for h in range(4)]
+    fallback, pool = draw_head_pairs((3, 4), everything[1:], 50, np.random.default_rng(1))
+    assert pool.startswith("all 12 heads") and (fallback[:, 0] != fallback[:, 1]).any(-1).all()
+
+
+def test_percentiles_count_the_baseline_at_or_below_each_score():
+    """percentile_of gives 100 * fraction of baseline values <= score, broadcasting over leading dims."""
+    baseline = np.array([[0.1, 0.2, 0.3, 0.4]])
+    scores = np.array([[[0.05, 0.2], [0.35, 0.9]]])
+    np.testing.assert_allclose(percentile_of(scores, baseline), [[[0.0, 50.0], [75.0, 100.0]]])
+
+
+def test_precomputed_subspaces_give_the_same_result_and_are_validated(W_all):
+    """Passing head_subspaces reuses them (same numbers); too small a max_rank is refused with the fix."""
+    shared = head_subspaces(W_all, 5)
+    direct = match_subspaces(W_all, IH, SH, RANKS, num_samp=6, plot=False)
+    reused = match_subspaces(W_all, IH, SH, RANKS, num_samp=6, subspaces=shared, plot=False)
+    np.testing.assert_allclose(reused.s_match, direct.s_match, atol=1e-12)
+    with pytest.raises(IHLibError, match=r"head_subspaces\(W_all, 5\)"):
+        match_subspaces(W_all, IH, None, RANKS, subspaces=head_subspaces(W_all, 2), plot=False)
+
+
+def test_head_subspaces_are_computed_once_per_head_and_side(W_all):
+    """Bases and singular values equal dense SVDs; a head is computed on first use only; bad sides are refused."""
+    subspaces = head_subspaces(W_all, 3)
+    values = subspaces.values("output", [[1, 2], [0, 0]])
+    np.testing.assert_allclose(values[0].numpy(), np.linalg.svd(ov(W_all.double(), 1, 2).numpy())[1][:3], rtol=1e-10)
+    assert subspaces._ready["output"].sum() == 2 and subspaces._ready["key"].sum() == 0
+    first = subspaces.bases("output", [[1, 2]])
+    assert torch.equal(subspaces.bases("output", [[1, 2]]), first)
+    with pytest.raises(IHLibError, match="choose 'key'"):
+        subspaces.bases("query", [[0, 0]])
+
+
+def test_summary_compares_listed_pairs_with_both_baselines(W_all):
+    """summary() has one row per method and rank; IH x IH counts each unordered pair once."""
+    result = match_subspaces(W_all, IH, None, RANKS, num_samp=20, plot=False)
+    assert result.pair_scores().shape == (2, 3, 3)
+    rows = result.summary()
+    assert [(r["method"], r["rank"]) for r in rows] == [(m, k) for m in ("largest", "mean") for k in RANKS]
+    first = rows[0]
+    assert first["heads_mean"] == pytest.approx(result.head_baseline[0, 0].mean())
+    assert first["listed_median"] == pytest.approx(np.median(result.pair_scores()[0, 0]))
+
+
+# ---------------------------------------------------------------- diagonal z-scores
+
+
+def test_diagonal_zscore_of_the_identity_is_known():
+    """For I_d: mean diag 1, mean 1/d, std sqrt(1/d - 1/d^2); d = 5 gives z = 2."""
+    assert diagonal_zscore(np.eye(5)).item() == pytest.approx(2.0)
+
+
+def test_factored_zscores_equal_the_dense_definition(W_all):
+    """qkov_zscore_grid and qkov_matching_summary equal the z-score of each dense W_qk(IH) @ W_ov(SH)."""
+    expected = np.array([[dense_zscore(W_all, ih, sh) for sh in SH] for ih in IH])
+    np.testing.assert_allclose(qkov_zscore_grid(W_all, IH, SH), expected, atol=1e-10)
+    np.testing.assert_allclose(qkov_matching_summary(W_all, IH, SH, None, num_samp=10), expected, atol=1e-10)
+
+
+def test_zscore_baseline_and_percentiles_equal_direct_computation(W_all):
+    """Baseline z-scores equal dense ones for the drawn pairs; percentiles count baseline values at or below."""
+    result = qkov_zscores(W_all, IH, SH, num_samp=30, seed=2, plot=False)
+    drawn = [dense_zscore(W_all, a, b) for a, b in result.baseline_pairs.tolist()]
+    np.testing.assert_allclose(result.baseline, drawn, atol=1e-10)
+    expected = [[100 * np.mean(result.baseline <= z) for z in row] for row in result.zscores]
+    np.testing.assert_allclose(result.percentiles, expected)
+    assert result.composable.tolist() == [[True, True, True], [True, True, True], [True, False, True]]
+    assert result.summary()["top_pairs"][0]["z"] == pytest.approx(result.zscores.max())
+
+
+def test_embedding_basis_is_the_sorted_eigenbasis_of_the_embedding_gram():
+    """Eigenvalues descending; eigenvectors orthonormal and diagonalise W_E^T W_E."""
+    W_E = torch.randn(50, 12, generator=torch.Generator().manual_seed(1))
+    values, vectors = embedding_basis(W_E)
+    gram = (W_E.double().T @ W_E.double()).numpy()
+    assert (np.diff(values.numpy()) <= 0).all()
+    np.testing.assert_allclose(vectors.numpy().T @ gram @ vectors.numpy(), np.diag(values.numpy()), atol=1e-9)
+
+
+def test_qkov_blocks_equal_the_dense_matrix_in_both_bases(W_all):
+    """Residual block = top-left of W_qkov; embedding block = top-left of E^T W_qkov E; z-scores match dense ones."""
+    W_E = torch.randn(60, D_MODEL, generator=torch.Generator().manual_seed(2))
+    result = qkov_matching(W_all, IH, None, Shifting_list=SH, n_partners=1, W_E=W_E, block=10, plot=False)
+    _, vectors = embedding_basis(W_E)
+    assert result.pairs == [[[2, 1], [0, 2]], [[2, 3], [0, 2]], [[1, 0], [0, 2]]]
+    for p, (ih, sh) in enumerate(result.pairs):
+        M = (qk(W_all.double(), *ih) @ ov(W_all.double(), *sh)).numpy()
+        rotated = vectors.numpy().T @ M @ vectors.numpy()
+        np.testing.assert_allclose(result.residual_blocks[p], M[:10, :10], atol=1e-10)
+        np.testing.assert_allclose(result.embedding_blocks[p], rotated[:10, :10], atol=1e-10)
+        assert result.residual_z[p] == pytest.approx(diagonal_zscore(M).item())
+        assert result.embedding_z[p] == pytest.approx(diagonal_zscore(rotated).item())
+
+
+def test_qkov_partners_without_shifting_list_are_the_best_earlier_heads(W_all):
+    """No Shifting_list: each IH gets the earlier heads with the largest dense z-scores; layer-0 IHs are skipped."""
+    result = qkov_matching(W_all, [[1, 0], [0, 3]], None, n_partners=2, plot=False)
+    z = {h: dense_zscore(W_all, [1, 0], [0, h]) for h in range(N_HEAD)}
+    best = sorted(z, key=z.get, reverse=True)[:2]
+    assert result.pairs == [[[1, 0], [0, best[0]]], [[1, 0], [0, best[1]]]]
+    assert result.skipped == [[0, 3]]
+    assert result.embedding_blocks is None and "pass W_E" in result.note
+
+
+def test_qkov_runs_on_weights_of_a_model():
+    """head_weights of a random GPT-2 feed qkov_matching with its own embedding (4 x 4 blocks)."""
+    from conftest import random_gpt2
+
+    model = random_gpt2(n_layer=2, n_head=2, n_embd=16, vocab=40)
+    result = qkov_matching(head_weights(model), [[1, 0]], None, W_E=model.transformer.wte.weight, block=4, plot=False)
+    assert result.residual_blocks.shape == (2, 4, 4) and result.embedding_blocks.shape == (2, 4, 4)
+
+
+# ---------------------------------------------------------------- files and figures
+
+
+def test_save_dir_none_writes_nothing(W_all, tmp_path, monkeypatch):
+    """save_dir=None computes (with figures returned) but writes no file."""
+    monkeypatch.chdir(tmp_path)
+    result = match_subspaces(W_all, IH, SH, [2], num_samp=5, save_dir=None)
+    qkov_matching(W_all, IH[:1], None, Shifting_list=SH[:1], n_partners=1, block=4)
+    assert set(result.figures) == {"subspace_matching_largest", "subspace_matching_mean"}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_dir_holds_figures_and_the_data_behind_them(W_all, tmp_path):
+    """Each function writes its PNGs plus NPZ/JSON data whose numbers equal the returned ones."""
+    match = match_subspaces(W_all, IH, None, [2, 5], methods=("mean",), num_samp=8, save_dir=tmp_path / "s")
+    zs = qkov_zscores(W_all, IH, SH, tmp_path / "z", num_samp=20)
+    qkov_matching(W_all, IH[:2], tmp_path / "q", Shifting_list=SH, n_partners=1, block=6)
+    names = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert {"subspace_matching_mean.png", "subspace_matching.npz", "subspace_matching.json"} <= names
+    assert {"qkov_zscores_heatmap.png", "qkov_zscores_hist.png", "qkov_zscores.npz", "qkov_zscores.json"} <= names
+    assert {"qkov_residual.png", "qkov_matching.npz", "qkov_matching.json"} <= names
+    saved = np.load(tmp_path / "s" / "subspace_matching.npz")
+    np.testing.assert_array_equal(saved["head_baseline"], match.head_baseline)
+    record = json.loads((tmp_path / "s" / "subspace_matching.json").read_text())
+    assert record["mode"] == "IH x IH" and record["ranks"] == [2, 5]
+    np.testing.assert_array_equal(np.load(tmp_path / "z" / "qkov_zscores.npz")["zscores"], zs.zscores)
+    assert zs.figures["qkov_zscores_heatmap"].axes[0].get_title().startswith("Diagonal z-score")
+
+
+# ---------------------------------------------------------------- input validation
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda W: match_subspaces(W, IH, None, [9], plot=False), r"rank=9 is out of range: choose 1\.\.8"),
+        (lambda W: match_subspaces(W, [[3, 0]], None, [2], plot=False), r"layers 0\.\.2"),
+        (lambda W: match_subspaces(W, [[0, 4]], None, [2], plot=False), r"heads 0\.\.3"),
+        (lambda W: match_subspaces(W, [], None, [2], plot=False), "IH_list is empty"),
+        (lambda W: match_subspaces(W, None, None, [2], plot=False), "Pass IH_list, Shifting_list or both"),
+        (lambda W: match_subspaces(W, IH, None, [2], methods=("max",), plot=False), "choose from largest, mean"),
+        (lambda W: match_subspaces(W, IH, None, [], plot=False), "ranks is empty"),
+        (lambda W: match_subspaces(W, IH, None, [2], num_samp=0, plot=False), "num_samp must be at least 1"),
+        (lambda W: match_subspaces(W[0], IH, None, [2], plot=False), "W_all must have shape"),
+        (lambda W: qkov_matching_summary(W, IH, [], None), "Shifting_list is empty"),
+        (lambda W: qkov_matching(W, [[0, 1]], None, plot=False), "earlier layer"),
+        (lambda W: qkov_matching(W, IH, None, W_E=torch.zeros(5, 7), plot=False), "W_E has d_model 7"),
+    ],
+)
+def test_bad_input_raises_naming_what_is_allowed(W_all, call, message):
+    """Out-of-range ranks and heads, empty lists, unknown methods and wrong shapes raise IHLibError."""
+    with pytest.raises(IHLibError, match=message):
+        call(W_all)
