@@ -7,6 +7,7 @@ its `W_v` columns and bias slice and its rows of `c_proj.weight` (`W_o^T` in Con
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -101,8 +102,9 @@ def exchange_pairs(
     """Return `[[target, source], ...]`: which head's component each head of `heads` receives under `kind`.
 
     "shuffle": a random derangement within `heads` (every head gets another one's component).
-    "random baseline": distinct random heads drawn from `pool` minus `heads` (default: every other head).
-    "original": no pairs.
+    "random baseline": random heads from `pool` minus `heads` (default: every other head), distinct when the
+    pool is large enough, else drawn with replacement (with a warning). "original": no pairs. (The reference
+    drew from layers 1..L-2 only; pass that as `pool` to do the same.)
     """
     if kind not in EXCHANGE_KINDS:
         raise IHLibError(f"kind must be one of {EXCHANGE_KINDS}, got {kind!r}.")
@@ -115,21 +117,27 @@ def exchange_pairs(
             raise IHLibError(f"Shuffling needs at least 2 heads, got {len(targets)}.")
         sources = [targets[j] for j in random_derangement(len(targets), rng)]
     else:
-        candidates = [pair for pair in _random_pool(model, pool) if pair not in targets]
-        if len(candidates) < len(targets):
-            raise IHLibError(
-                f"The random baseline needs {len(targets)} heads outside the edited set, but the pool has only "
-                f"{len(candidates)}; edit fewer heads or pass a larger pool."
+        candidates = random_candidates(model, targets, pool)
+        replace = len(candidates) < len(targets)
+        if replace:
+            warnings.warn(
+                f"Only {len(candidates)} heads lie outside the {len(targets)} edited ones: the random baseline "
+                "draws them with replacement.",
+                stacklevel=2,
             )
-        sources = [candidates[j] for j in rng.choice(len(candidates), size=len(targets), replace=False)]
+        sources = [candidates[j] for j in rng.choice(len(candidates), size=len(targets), replace=replace)]
     return [[target, source] for target, source in zip(targets, sources, strict=True)]
 
 
-def _random_pool(model: AnyGPT2, pool: list | None) -> list[list[int]]:
-    """Return the heads the random baseline may draw from: `pool`, or every head of the model."""
-    if pool is not None:
-        return validated_heads(model, pool, "pool")
-    return [[layer, head] for layer in range(model.config.n_layer) for head in range(model.config.n_head)]
+def random_candidates(model: AnyGPT2, heads: list, pool: list | None) -> list[list[int]]:
+    """Return the heads of `pool` (default: all heads of the model) outside `heads`; raise if there are none."""
+    if pool is None:
+        pool = [[layer, head] for layer in range(model.config.n_layer) for head in range(model.config.n_head)]
+    targets = validated_heads(model, heads)
+    candidates = [pair for pair in validated_heads(model, pool, "pool") if pair not in targets]
+    if not candidates:
+        raise IHLibError("The random baseline needs heads outside the edited set, but the pool has none.")
+    return candidates
 
 
 @contextmanager

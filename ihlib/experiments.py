@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ihlib.data import copy_positions, repeated_tokens
-from ihlib.edits import check_component, exchange_edit, exchange_pairs, projection_edit, validated_heads
+from ihlib.edits import check_component, exchange_edit, projection_edit, random_candidates, validated_heads
 from ihlib.errors import IHLibError
 from ihlib.metrics import pred_probs
 from ihlib.models import AnyGPT2
@@ -165,8 +165,9 @@ def warn_weak_heads(strength: dict, what: str) -> None:
 
 def check_exchangeable(model: AnyGPT2, heads: list[list[int]], pool: list | None) -> None:
     """Raise before any forward pass if `heads` cannot be shuffled or given random heads from `pool`."""
-    for kind in CONDITIONS[1:]:
-        exchange_pairs(model, heads, kind, 0, pool)
+    if len(heads) < 2:
+        raise IHLibError(f"Shuffling needs at least 2 heads, got {len(heads)}.")
+    random_candidates(model, heads, pool)
 
 
 def _per_repetition(values: np.ndarray) -> np.ndarray:
@@ -199,6 +200,21 @@ def by_position(probs: dict, errs: dict) -> dict:
         }
         for condition in probs
     }
+
+
+def summary_rows(result: InterventionResult) -> list[dict]:
+    """Return the summary as flat rows (condition, K or rank, metric mean / low / high), e.g. for a DataFrame."""
+    record = result.record
+    sweep = ("K", record["Ks"]) if "Ks" in record else ("rank", record["ranks"]) if "ranks" in record else None
+    rows = []
+    for condition, stats in record["summary"].items():
+        for i in range(len(sweep[1]) if sweep else 1):
+            row = {"condition": condition} | ({sweep[0]: sweep[1][i]} if sweep else {})
+            for metric, ci in stats.items():
+                for key, name in (("mean", metric), ("low", f"{metric}_low"), ("high", f"{metric}_high")):
+                    row[name] = float(np.asarray(ci[key])[i] if sweep else ci[key])
+            rows.append(row)
+    return rows
 
 
 def _exchange_runs(
@@ -302,9 +318,9 @@ def shuffle_exp(
     )
     title = (
         f"Shuffling {component} of K={K} heads ({strength['n_strong']} with {strength['kind']} score "
-        f">= {threshold}): mean and 95% band over {n_exp} repetitions"
+        f">= {threshold})\nmean and 95% band over {n_exp} repetitions"
     )
-    figure = plot_by_position(positions, by_position(probs, errs), 1 / vocab_size, title)
+    figure = plot_by_position(positions, record["by_position"], 1 / vocab_size, title)
     name = f"shuffle_{component}_K{K}_T{seg_len}"
     _save(save_dir, name, probs, errs, record, figure)
     return InterventionResult(probs, errs, record, {"by_position": figure})
@@ -373,7 +389,7 @@ def shuffle_sweep(
         pairs=pairs,
     )
     title = (
-        f"Shuffling {component} of the top K {SCORE_KIND[component]} heads: "
+        f"Shuffling {component} of the top K {SCORE_KIND[component]} heads\n"
         f"mean and 95% interval over {n_exp} repetitions"
     )
     figure = plot_over_k(Ks, record["summary"], n_strong, threshold, title)
@@ -541,8 +557,8 @@ def project_exp(
     action = "Projecting out" if project_out else "Keeping only"
     where = "W_k" if component == "QK" else "W_o"
     title = (
-        f"{action} the common subspace of {len(IH_proj)} IHs' W_qk in {where} of {len(heads)} heads "
-        f"vs a random subspace: mean and 95% band over {n_exp} repetitions"
+        f"{action} the common subspace of {len(IH_proj)} IHs' W_qk in {where} of {len(heads)} heads, "
+        f"vs a random subspace\nmean and 95% band over {n_exp} repetitions"
     )
     figure = plot_rank_sweep(ranks, record["summary"], title)
     name = f"project_{component}_{'out' if project_out else 'keep'}_K0{len(IH_proj)}_K{len(heads)}_T{seg_len}"

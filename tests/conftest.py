@@ -8,6 +8,8 @@ from transformers import GPT2Config
 
 from ihlib.models import load_model, new_model
 
+torch.set_num_threads(1)  # the test shapes are tiny: one thread avoids oversubscribing 2-core machines
+
 
 def random_gpt2(n_layer: int = 2, n_head: int = 4, n_embd: int = 32, vocab: int = 97, seed: int = 0, n_pos: int = 64):
     """Return a seeded, randomly initialised GPT2LMHeadModel (eager attention, no dropout, eval mode)."""

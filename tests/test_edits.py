@@ -136,6 +136,12 @@ def test_random_baseline_draws_only_from_the_given_pool(model):
         assert all(s in pool and s not in HEADS[:2] for _, s in pairs)
 
 
+def test_random_baseline_draws_with_replacement_and_warns_when_the_pool_is_small(model):
+    with pytest.warns(UserWarning, match="Only 2 heads lie outside the 4 edited ones"):
+        pairs = exchange_pairs(model, HEADS, "random baseline", 0, [*HEADS, [0, 0], [2, 3]])
+    assert all(s in [[0, 0], [2, 3]] for _, s in pairs) and len(pairs) == 4
+
+
 @pytest.mark.parametrize("component", ["QK", "OV"])
 def test_projection_applies_p_to_w_k_or_w_o_in_column_convention(model, component):
     d = model.config.n_embd
@@ -186,7 +192,7 @@ def test_edits_work_on_the_gpt2model_body(model):
         (lambda m: exchange_pairs(m, [[3, 0], [0, 0]], "shuffle"), "layers must be in 0..2"),
         (lambda m: exchange_pairs(m, [[0, 4], [0, 0]], "shuffle"), "heads in 0..3"),
         (lambda m: exchange_pairs(m, HEADS, "swap"), "kind must be one of"),
-        (lambda m: exchange_pairs(m, HEADS, "random baseline", 0, [[0, 0], [0, 1]]), "only 1"),
+        (lambda m: exchange_pairs(m, HEADS, "random baseline", 0, [[0, 1], [1, 0]]), "the pool has none"),
         (lambda m: exchange_edit(m, HEADS, "VO").__enter__(), "component must be one of"),
         (lambda m: projection_edit(m, HEADS, torch.eye(3)).__enter__(), r"P must have shape \(32, 32\)"),
     ],

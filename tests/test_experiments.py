@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import json
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 from conftest import random_gpt2
 
 from ihlib.data import copy_positions
-from ihlib.edits import exchange_pairs
+from ihlib.edits import exchange_pairs, projection_edit
 from ihlib.errors import IHLibError
 from ihlib.experiments import (
     common_subspace,
@@ -21,14 +22,25 @@ from ihlib.experiments import (
     shuffle_exp,
     shuffle_sweep,
     stacked_qk_svd,
+    summary_rows,
     t_quantile,
 )
+from ihlib.metrics import pred_probs
 from ihlib.models import transformer_of
 from ihlib.scoring import HeadScores, head_scores
 from ihlib.weights import head_weights, qk
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*(score >= |with replacement).*:UserWarning")
+
 SEG, VOCAB, BATCH = 6, 97, 4
 HEADS = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    """Close the figures each experiment returns."""
+    yield
+    plt.close("all")
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +58,12 @@ def fake_scores():
 
 
 def direct_probs_errs(model: torch.nn.Module, ids: torch.Tensor, positions: np.ndarray) -> tuple:
-    """P(next token) and top-1 error from the full LM logits, one sample at a time (the obvious way)."""
-    probs, errs = [], []
+    """P(next token) and top-1 error read off the full LM logits with explicit loops (the obvious way)."""
     with torch.no_grad():
-        for sample in ids:
-            logits = model(sample.unsqueeze(0)).logits[0].double()
-            p = torch.softmax(logits, -1)
-            target = sample[1:]
-            probs.append([p[t, target[t]].item() for t in positions])
-            errs.append([float(logits[t].argmax() != target[t]) for t in positions])
+        logits = model(ids).logits.double()
+    p = torch.softmax(logits, -1)
+    probs = [[p[b, t, ids[b, t + 1]].item() for t in positions] for b in range(len(ids))]
+    errs = [[float(logits[b, t].argmax() != ids[b, t + 1]) for t in positions] for b in range(len(ids))]
     return np.array(probs), np.array(errs)
 
 
@@ -125,7 +134,7 @@ def test_unedited_condition_equals_a_direct_computation(model, fake_scores):
 
 
 @pytest.mark.parametrize("component", ["QK", "OV"])
-def test_edited_conditions_equal_a_reloaded_copy_run_sample_by_sample(model, fake_scores, component):
+def test_edited_conditions_equal_a_slowly_edited_deep_copy(model, fake_scores, component):
     before = {n: p.clone() for n, p in model.named_parameters()}
     result = shuffle_exp(
         model,
@@ -196,7 +205,7 @@ def test_sweep_scores_the_original_once_and_matches_single_runs(model, fake_scor
         SEG,
         VOCAB,
         HEADS,
-        [2, 4],
+        [2, 5],
         tmp_path,
         component="OV",
         n_exp=2,
@@ -211,7 +220,7 @@ def test_sweep_scores_the_original_once_and_matches_single_runs(model, fake_scor
         model.config,
         SEG,
         VOCAB,
-        HEADS[:4],
+        HEADS,
         None,
         component="OV",
         n_exp=2,
@@ -221,9 +230,12 @@ def test_sweep_scores_the_original_once_and_matches_single_runs(model, fake_scor
     )
     for condition in single.probs:
         np.testing.assert_array_equal(sweep.probs[condition][1], single.probs[condition])
-    assert sweep.record["n_strong"] == [1, 1]
+    assert sweep.record["n_strong"] == [0, 1]
+    rows = summary_rows(sweep)
+    assert len(rows) == 6 and rows[4]["condition"] == "random baseline" and rows[4]["K"] == 2
+    assert rows[4]["err"] == pytest.approx(sweep.errs["random baseline"][0].mean())
     record = json.loads((tmp_path / "shuffle_sweep_OV_T6.json").read_text())
-    assert record["Ks"] == [2, 4] and len(record["summary"]["shuffle"]["err"]["mean"]) == 2
+    assert record["Ks"] == [2, 5] and len(record["summary"]["shuffle"]["err"]["mean"]) == 2
     assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".npz", ".png"}
 
 
@@ -319,3 +331,28 @@ def test_projection_rank_beyond_the_stack_raises(model, fake_scores):
             scores=fake_scores,
             progress=False,
         )
+
+
+def test_breaking_every_induction_head_raises_the_copying_error_sharply(default_model):
+    scores = head_scores(default_model)
+    ihs = [[l, h] for l, h in scores.IH_list if scores.induction[l, h] >= 0.5]
+    result = shuffle_exp(
+        default_model,
+        default_model.config,
+        20,
+        default_model.config.vocab_size,
+        ihs,
+        None,
+        n_exp=3,
+        batch_size=32,
+        scores=scores,
+        progress=False,
+    )
+    summary = result.record["summary"]
+    assert summary["original"]["err"]["high"] < 0.15
+    assert summary["random baseline"]["err"]["low"] > summary["original"]["err"]["high"] + 0.4
+    zero = torch.zeros(default_model.config.n_embd, default_model.config.n_embd)
+    ids = copying_batches(1, 32, 20, default_model.config.vocab_size)[0]
+    with projection_edit(default_model, ihs, zero, "QK"):
+        _, errs = pred_probs(default_model, ids, copy_positions(20, 3, burn_in=4))
+    assert errs.mean() > summary["original"]["err"]["high"] + 0.4
