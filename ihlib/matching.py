@@ -9,17 +9,25 @@ values `s` of `A0^T A1`: `largest = s[0]`, `mean = sqrt(mean(s**2))`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 
 from ihlib.errors import IHLibError
 from ihlib.factored import check_rank, right_singular_subspace, single_threaded, thin_qr
-from ihlib.plots import head_labels, save_arrays, save_figure, save_json
-from ihlib.plots_weights import plot_qkov_blocks, plot_qkov_zscores, plot_subspace_matching
+from ihlib.plots import head_label, head_labels, save_arrays, save_figure, save_json
+from ihlib.plots_weights import (
+    plot_energy_profiles,
+    plot_qkov_blocks,
+    plot_qkov_zscores,
+    plot_subspace_matching,
+)
+from ihlib.scoring import HeadScores
 from ihlib.weights import K, O, Q, V, check_heads, check_w_all
 
 METHODS = ("largest", "mean")
@@ -635,6 +643,281 @@ def _save_subspace_matching(result: SubspaceMatching, save_dir: str | Path | Non
         col_heads=np.array(result.col_heads),
     )
     save_json(save_dir, "subspace_matching", result.record())
+
+
+# ---------------------------------------------------------------- tables and verdicts for the chapters
+
+
+SEED_Z_THRESHOLD = 2.0  # the seed's rule of thumb: z > 2 means "large diagonal"
+CHANCE_ABOVE_Q95 = 0.05  # share of baseline-like pairs above the baseline's 95th percentile
+SCORE_KINDS = {"IH_list": "induction", "Shifting_list": "shifting"}
+
+
+@dataclass
+class Verdict:
+    """A claim's verdict ("supported", "partly supported", "not supported") and the sentences behind it.
+
+    Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what gets saved as JSON.
+    """
+
+    claim: str
+    verdict: str
+    text: str
+    details: list[str] = field(default_factory=list)
+
+    def record(self) -> dict:
+        """JSON-friendly form."""
+        return {"claim": self.claim, "verdict": self.verdict, "text": self.text, "details": self.details}
+
+    def _repr_markdown_(self) -> str:
+        """Markdown shown by Jupyter: the verdict in bold, the evidence, then one bullet per detail."""
+        bullets = "".join(f"\n- {line}" for line in self.details)
+        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}"
+
+
+def listed_heads_table(
+    scores: HeadScores, baseline: dict[str, float], IH_list: list, Shifting_list: list
+) -> pd.DataFrame:
+    """One row per listed head: both scores and the own-kind score over the uniform-attention `baseline`.
+
+    Index `(list, position)`; `baseline` is `uniform_head_scores(...)` (keys "induction", "shifting").
+    """
+    rows = []
+    for name, heads in (("IH_list", IH_list), ("Shifting_list", Shifting_list)):
+        kind = SCORE_KINDS[name]
+        for position, (layer, head) in enumerate(heads, start=1):
+            rows.append(
+                {
+                    "list": name,
+                    "position": position,
+                    "head": head_label(layer, head),
+                    "induction score": float(scores.induction[layer, head]),
+                    "shifting score": float(scores.shifting[layer, head]),
+                    "× uniform baseline (own kind)": float(getattr(scores, kind)[layer, head]) / baseline[kind],
+                }
+            )
+    return pd.DataFrame(rows).set_index(["list", "position"]).round(3)
+
+
+def zscore_table(result: QKOVZScores, top: int | None = None) -> pd.DataFrame:
+    """Listed `(IH, SH)` pairs by decreasing z-score (the first `top`, default all) with their baseline percentile."""
+    percentiles = result.percentiles
+    rows = [
+        {
+            "IH": head_label(*ih),
+            "SH": head_label(*sh),
+            "SH in an earlier layer": bool(result.composable[i, j]),
+            "z": float(result.zscores[i, j]),
+            "percentile among random pairs": float(percentiles[i, j]),
+        }
+        for i, ih in enumerate(result.IH_list)
+        for j, sh in enumerate(result.Shifting_list)
+    ]
+    table = pd.DataFrame(rows).sort_values("z", ascending=False, kind="stable").reset_index(drop=True)
+    table.index += 1
+    return table.head(top).round(2) if top is not None else table.round(2)
+
+
+def zscore_overview(result: QKOVZScores) -> pd.DataFrame:
+    """Distribution summary of z-scores: composable listed pairs, all listed pairs, random head pairs (baseline)."""
+    groups = {
+        "listed pairs, SH in an earlier layer": result.zscores[result.composable],
+        "all listed pairs": result.zscores.ravel(),
+        "random head pairs (baseline)": result.baseline,
+    }
+    return (
+        pd.DataFrame([_distribution_row(name, values) for name, values in groups.items()]).set_index("pairs").round(2)
+    )
+
+
+def _distribution_row(name: str, values: np.ndarray) -> dict:
+    """Count, median, 5th / 95th percentiles, max and share above the seed's z > 2 rule of `values`."""
+    if values.size == 0:
+        return {"pairs": name, "n": 0}
+    low, median, high = np.percentile(values, [5, 50, 95])
+    return {
+        "pairs": name,
+        "n": int(values.size),
+        "median": median,
+        "5th pct": low,
+        "95th pct": high,
+        "max": float(values.max()),
+        "share z > 2": float((values > SEED_Z_THRESHOLD).mean()),
+    }
+
+
+def qkov_verdict(result: QKOVZScores, save_dir: str | Path | None = None) -> Verdict:
+    """Claim 1 judged on composable listed pairs (SH below IH) against the random-head-pair baseline.
+
+    Supported: their median z is above the baseline's 95th percentile; partly: more pairs are above it than
+    chance explains (binomial tail `P(Binomial(n, 0.05) >= count) < 0.05`); not supported: otherwise (with a
+    note when the median is even below the baseline's 5th percentile).
+    """
+    listed = result.zscores[result.composable]
+    low, median_random, high = np.percentile(result.baseline, [5, 50, 95])
+    claim = "Claim 1 (large diagonal of W_qk W_ov)"
+    if listed.size == 0:
+        verdict = Verdict(
+            claim,
+            "not tested",
+            "No listed shifting head sits in an earlier layer than a listed IH, so no listed pair can compose: "
+            "list more heads (K0, K1).",
+        )
+        save_json(save_dir, "verdict", verdict.record())
+        return verdict
+    n, median, above = listed.size, float(np.median(listed)), int((listed > high).sum())
+    chance = binomial_tail(above, n, CHANCE_ABOVE_Q95)
+    evidence = (
+        f"Of the {n} listed pairs whose shifting head sits in an earlier layer than the IH, {above} have a "
+        f"diagonal z-score above the 95th percentile of random head pairs ({high:.2f})"
+    )
+    if above > 0:
+        evidence += (
+            f"; pairs like random ones would give about {CHANCE_ABOVE_Q95 * n:.1f} (probability of {above} or more "
+            f"by chance: {chance:.2g})"
+        )
+    evidence += f". Their median z is {median:.2f}, against {median_random:.2f} for random pairs."
+    if median > high:
+        label = "supported"
+    elif above > 0 and chance < CHANCE_ABOVE_Q95:
+        label = "partly supported"
+    else:
+        label = "not supported"
+    if median < low:
+        evidence += (
+            f" The median is even below the random pairs' 5th percentile ({low:.2f}): on average these diagonals are "
+            "smaller than those of random head pairs, the opposite of the claim."
+        )
+    seed_rule = int((listed > SEED_Z_THRESHOLD).sum())
+    evidence += f" By the seed's rule without a baseline (z > 2), {seed_rule} of the {n} pairs would count."
+    verdict = Verdict(claim, label, evidence)
+    save_json(save_dir, "verdict", verdict.record())
+    return verdict
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """Return `P(Binomial(n, p) >= k)`: the chance of `k` or more successes in `n` independent trials."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(max(k, 0), n + 1)))
+
+
+def matching_table(results: list[SubspaceMatching]) -> pd.DataFrame:
+    """One row per comparison, score and rank: listed median, both baselines' 95th percentiles, and how to read it.
+
+    `percentile in random heads` is the percentage of random-head pairs scoring at or below the listed median.
+    """
+    rows = []
+    for result in results:
+        for row in result.summary():
+            heads = result.head_baseline[result.methods.index(row["method"]), result.ranks.index(row["rank"])]
+            rows.append(
+                {
+                    "comparison": result.mode,
+                    "score": row["method"],
+                    "rank": row["rank"],
+                    "listed median": row["listed_median"],
+                    "random heads 95th": row["heads_q95"],
+                    "Gaussian 95th": row["gaussian_q95"],
+                    "percentile in random heads": float(percentile_of(np.array(row["listed_median"]), heads)),
+                    "reading": _matching_reading(row),
+                }
+            )
+    return pd.DataFrame(rows).set_index("comparison").round(3)
+
+
+def _matching_reading(row: dict) -> str:
+    """Classify a summary row: listed median above both baselines' 95th percentiles, above the Gaussian only, or not."""
+    if np.isnan(row["listed_median"]):
+        return "no listed pairs"
+    if row["listed_median"] > max(row["heads_q95"], row["gaussian_q95"]):
+        return "above both baselines"
+    if row["listed_median"] > row["gaussian_q95"]:
+        return "above Gaussian only"
+    if row["listed_median"] > row["heads_q95"]:
+        return "above random heads only"
+    return "within the baselines"
+
+
+def matching_verdict(results: list[SubspaceMatching], save_dir: str | Path | None = None) -> Verdict:
+    """Claim 2 judged per comparison by how many (method, rank) settings put the listed median above each baseline.
+
+    Supported: "IH x SH" (and "IH x IH" when given) above the random-heads 95th percentile in at least half the
+    settings; partly: one of them above it somewhere, or "IH x SH" above the Gaussian one in half; else not.
+    "SH x SH" is reported, not judged.
+    """
+    counts = {result.mode: _settings_above(result) for result in results}
+    lines = [
+        f"{mode}: the listed median is above the random-heads 95th percentile in {heads} of {n} (score, rank) "
+        f"settings, above the Gaussian one in {gauss} of {n}."
+        for mode, (heads, gauss, n) in counts.items()
+    ]
+    required = [mode for mode in ("IH x SH", "IH x IH") if mode in counts]
+    if required and all(2 * counts[mode][0] >= counts[mode][2] for mode in required):
+        label = "supported"
+    elif any(counts[mode][0] > 0 for mode in required) or (
+        "IH x SH" in counts and 2 * counts["IH x SH"][1] >= counts["IH x SH"][2]
+    ):
+        label = "partly supported"
+    else:
+        label = "not supported"
+    basis = "Judged on " + " and ".join(required) if required else "No IH x SH or IH x IH comparison given"
+    verdict = Verdict("Claim 2 (common subspace)", label, f"{basis}; per comparison:", lines)
+    save_json(save_dir, "verdict", verdict.record())
+    return verdict
+
+
+def _settings_above(result: SubspaceMatching) -> tuple[int, int, int]:
+    """(settings above random heads' 95th, above Gaussian 95th, all settings) for the listed median."""
+    rows = [row for row in result.summary() if not np.isnan(row["listed_median"])]
+    heads = sum(row["listed_median"] > row["heads_q95"] for row in rows)
+    gauss = sum(row["listed_median"] > row["gaussian_q95"] for row in rows)
+    return int(heads), int(gauss), len(result.summary())
+
+
+def energy_profile(subspaces: HeadSubspaces, side: str, heads: list | np.ndarray) -> np.ndarray:
+    """Cumulative share of squared singular values, `(n, d_head)`: column r-1 is the share the top r directions hold.
+
+    Needs `subspaces` with every singular value (`head_subspaces(W_all)`, max_rank = d_head).
+    """
+    d_head = subspaces.W_all.shape[-1]
+    if subspaces.max_rank < d_head:
+        raise IHLibError(
+            f"energy_profile needs all {d_head} singular values, the subspaces keep {subspaces.max_rank}: "
+            "build them with head_subspaces(W_all)."
+        )
+    squared = subspaces.values(side, heads).numpy() ** 2
+    return np.cumsum(squared, axis=-1) / squared.sum(-1, keepdims=True)
+
+
+def head_spectra(
+    subspaces: HeadSubspaces,
+    IH_list: list,
+    Shifting_list: list,
+    ranks: list[int] | tuple[int, ...] = (2, 3, 5, 10),
+    save_dir: str | Path | None = None,
+) -> plt.Figure:
+    """Energy profiles of the listed IHs' `W_qk` and shifting heads' `W_ov` against all heads of the model.
+
+    Saves the profiles `(n, d_head)` (NPZ) when `save_dir` is given and returns the figure (ranks marked).
+    """
+    n_layer, n_head = subspaces.W_all.shape[:2]
+    everyone = [[l, h] for l in range(n_layer) for h in range(n_head)]
+    IH_list = _nonempty_heads(subspaces.W_all, IH_list, "IH_list")
+    Shifting_list = _nonempty_heads(subspaces.W_all, Shifting_list, "Shifting_list")
+    panels = {
+        "key": (energy_profile(subspaces, "key", IH_list), energy_profile(subspaces, "key", everyone), IH_list),
+        "output": (
+            energy_profile(subspaces, "output", Shifting_list),
+            energy_profile(subspaces, "output", everyone),
+            Shifting_list,
+        ),
+    }
+    save_arrays(
+        save_dir,
+        "energy_profiles",
+        **{f"{side}_listed": listed for side, (listed, _, _) in panels.items()},
+        **{f"{side}_all_heads": every for side, (_, every, _) in panels.items()},
+    )
+    return save_figure(plot_energy_profiles(panels, list(ranks)), save_dir, "energy_profiles")
 
 
 # ---------------------------------------------------------------- input checks

@@ -15,7 +15,7 @@ from ihlib.plots import head_label, head_labels
 if TYPE_CHECKING:
     from ihlib.matching import QKOVMatching, QKOVZScores, SubspaceMatching
 
-PANEL_COLUMNS = 5
+PANEL_COLUMNS = 4
 AXIS_NAMES = {"IH": "IH (key side of W_qk)", "SH": "shifting head (output side of W_ov)"}
 
 
@@ -149,3 +149,65 @@ def _matching_histogram(
     ax.hist(listed, bins=bins, density=True, alpha=0.6, color="tab:blue", label=f"listed pairs (n={listed.size})")
     ax.set_xlabel(f"{method} score, rank {rank} (dashed: baseline 95th pct)", fontsize=8)
     ax.set_ylabel("density")
+
+
+def plot_matching_overview(results: list[SubspaceMatching]) -> plt.Figure:
+    """Listed-pair median (band: 25th-75th percentile) against rank, with both baselines' mean and 95th percentile.
+
+    One column per comparison (IH x IH, SH x SH, IH x SH), one row per method.
+    """
+    methods = results[0].methods
+    fig, axes = plt.subplots(
+        len(methods), len(results), figsize=(4.3 * len(results), 3.4 * len(methods)), squeeze=False, sharey=True
+    )
+    for col, result in enumerate(results):
+        pairs = result.pair_scores()
+        x = np.arange(len(result.ranks))
+        for row, method in enumerate(methods):
+            ax, m = axes[row, col], result.methods.index(method)
+            for label, values, colour in (
+                ("Gaussian subspaces", result.gaussian_baseline[m], "tab:grey"),
+                ("random heads", result.head_baseline[m], "tab:orange"),
+            ):
+                ax.plot(x, values.mean(-1), color=colour, linewidth=1.2, label=f"{label}: mean")
+                ax.plot(x, np.percentile(values, 95, axis=-1), color=colour, linestyle="--", label=f"{label}: 95th pct")
+            if pairs.shape[-1]:
+                low, median, high = np.percentile(pairs[m], [25, 50, 75], axis=-1)
+                ax.fill_between(x, low, high, color="tab:blue", alpha=0.25, label="listed pairs: 25th-75th pct")
+                ax.plot(x, median, "-o", color="tab:blue", label=f"listed pairs: median (n={pairs.shape[-1]})")
+            ax.set_xticks(x, [str(r) for r in result.ranks])
+            ax.set_ylim(0.0, 1.02)
+            ax.set_xlabel("rank r (top singular directions compared)")
+            ax.set_ylabel(f"'{method}' score")
+            ax.set_title(f"{result.mode}, '{method}'", fontsize=10)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("Subspace matching of the listed heads against random heads and random Gaussian subspaces")
+    fig.tight_layout(rect=(0.0, 0.1, 1.0, 1.0))
+    return fig
+
+
+def plot_energy_profiles(panels: dict[str, tuple[np.ndarray, np.ndarray, list]], ranks: list[int]) -> plt.Figure:
+    """Cumulative share of squared singular values: one line per listed head over the band of all heads.
+
+    `panels[side] = (listed (n, d_head), all heads (N, d_head), listed heads)` for side "key" and "output".
+    """
+    titles = {"key": "W_qk of the listed IHs (key side)", "output": "W_ov of the listed shifting heads (output side)"}
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False, sharey=True)
+    for ax, (side, (listed, everyone, heads)) in zip(axes[0], panels.items(), strict=True):
+        r = np.arange(1, listed.shape[-1] + 1)
+        low, median, high = np.percentile(everyone, [5, 50, 95], axis=0)
+        ax.fill_between(r, low, high, color="tab:grey", alpha=0.3, label="all heads: 5th-95th pct")
+        ax.plot(r, median, color="tab:grey", linestyle="--", label="all heads: median")
+        for profile, (layer, head) in zip(listed, heads, strict=True):
+            ax.plot(r, profile, linewidth=1.0, alpha=0.85, label=head_label(layer, head))
+        for rank in ranks:
+            ax.axvline(rank, color="black", linestyle=":", linewidth=0.8)
+        ax.set_xlabel("number of top singular directions r (dotted: ranks compared)")
+        ax.set_ylabel("share of squared singular values")
+        ax.set_ylim(0.0, 1.02)
+        ax.set_title(titles[side], fontsize=10)
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.suptitle("How much of each head's matrix its top r singular directions hold")
+    fig.tight_layout()
+    return fig

@@ -25,18 +25,19 @@ class TrainConfig:
     vocab_size: int = 512
     n_positions: int = 128
     n_embd: int = 128
-    n_layer: int = 4
+    n_layer: int = 3
     n_head: int = 8
-    steps: int = 2000
+    steps: int = 1500
     batch_size: int = 32
     seq_len: int = 96
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.05
-    head_dropout: float = 0.1
+    head_dropout: float = 0.0
     min_seg: int = 4
     max_seg: int = 30
     max_prefix: int = 8
+    max_gap: int = 8
     position_init_scale: float = 0.03
     seed: int = 0
 
@@ -57,13 +58,22 @@ class TrainConfig:
 
 
 def training_batch(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Return `(batch_size, seq_len)` ids: a random prefix, then a random segment repeated to the end."""
+    """Return `(batch_size, seq_len)` ids: a random prefix, a random segment, then copies of it with random gaps.
+
+    Gaps of `0..max_gap` fresh random tokens between copies keep the copies at irregular offsets, so
+    copying has to find the earlier occurrence by content rather than by a fixed period.
+    """
     b, t = cfg.batch_size, cfg.seq_len
     ids = torch.randint(0, cfg.vocab_size, (b, t), generator=generator)
     seg = torch.randint(cfg.min_seg, cfg.max_seg + 1, (b, 1), generator=generator)
     prefix = torch.randint(0, cfg.max_prefix + 1, (b, 1), generator=generator)
     pos = torch.arange(t).unsqueeze(0)
-    source = torch.where(pos >= prefix + seg, prefix + (pos - prefix) % seg, pos)
+    source, start = pos.expand(b, t).clone(), prefix + seg
+    for _ in range(t // cfg.min_seg):
+        start = start + torch.randint(0, cfg.max_gap + 1, (b, 1), generator=generator)
+        inside = (pos >= start) & (pos < start + seg)
+        source = torch.where(inside, prefix + pos - start, source)
+        start = start + seg
     return torch.gather(ids, 1, source)
 
 

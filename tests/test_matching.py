@@ -13,20 +13,33 @@ import torch
 
 from ihlib.errors import IHLibError
 from ihlib.matching import (
+    QKOVZScores,
+    SubspaceMatching,
+    binomial_tail,
     diagonal_zscore,
     draw_head_pairs,
     embedding_basis,
+    energy_profile,
     gaussian_baseline,
+    head_spectra,
     head_subspaces,
+    listed_heads_table,
     match_subspaces,
+    matching_table,
+    matching_verdict,
     percentile_of,
     qkov_matching,
     qkov_matching_summary,
+    qkov_verdict,
     qkov_zscore_grid,
     qkov_zscores,
     subspace_match_score,
     subspace_matching,
+    zscore_overview,
+    zscore_table,
 )
+from ihlib.plots_weights import plot_matching_overview
+from ihlib.scoring import HeadScores
 from ihlib.weights import head_weights, ov, qk
 
 N_LAYER, N_HEAD, D_MODEL, D_HEAD = 3, 4, 32, 8
@@ -290,6 +303,171 @@ def test_save_dir_holds_figures_and_the_data_behind_them(W_all, tmp_path):
     assert record["mode"] == "IH x IH" and record["ranks"] == [2, 5]
     np.testing.assert_array_equal(np.load(tmp_path / "z" / "qkov_zscores.npz")["zscores"], zs.zscores)
     assert zs.figures["qkov_zscores_heatmap"].axes[0].get_title().startswith("Diagonal z-score")
+
+
+# ---------------------------------------------------------------- chapter tables and verdicts
+
+
+def zscore_result(zscores: list, composable: list, baseline: np.ndarray) -> QKOVZScores:
+    """A QKOVZScores with chosen numbers: IHs in layer 2, SHs in layer 1 or 2 as `composable` says (1 row)."""
+    shifting = [[1 if ok else 2, j] for j, ok in enumerate(composable)]
+    return QKOVZScores(
+        [[2, 0]],
+        shifting,
+        np.array([zscores]),
+        np.array([composable]),
+        baseline,
+        np.zeros((baseline.size, 2, 2)),
+        "",
+        0,
+    )
+
+
+BASELINE_Z = np.linspace(-1.0, 1.0, 201)  # 5th pct -0.9, median 0, 95th pct 0.9
+
+
+def test_listed_heads_table_shows_both_scores_and_the_ratio_to_the_uniform_baseline():
+    """One row per listed head in list order; the ratio uses the head's own kind."""
+    scores = HeadScores(induction=np.array([[0.1, 0.6], [0.8, 0.2]]), shifting=np.array([[0.5, 0.1], [0.3, 0.05]]))
+    table = listed_heads_table(scores, {"induction": 0.1, "shifting": 0.05}, [[1, 0], [0, 1]], [[0, 0]])
+    assert table["head"].tolist() == ["L1H0", "L0H1", "L0H0"]
+    assert table.loc[("IH_list", 1), "× uniform baseline (own kind)"] == pytest.approx(8.0)
+    assert table.loc[("Shifting_list", 1), "× uniform baseline (own kind)"] == pytest.approx(10.0)
+    assert table.loc[("Shifting_list", 1), "induction score"] == pytest.approx(0.1)
+
+
+def test_zscore_table_and_overview_summarise_the_result(W_all):
+    """Pairs sorted by z with their percentiles; the overview's medians and counts equal direct computation."""
+    result = qkov_zscores(W_all, IH, SH, num_samp=40, seed=1, plot=False)
+    table = zscore_table(result)
+    assert len(table) == 9 and table["z"].is_monotonic_decreasing
+    best = np.unravel_index(np.argmax(result.zscores), result.zscores.shape)
+    assert table.loc[1, "percentile among random pairs"] == pytest.approx(result.percentiles[best], abs=0.01)
+    assert len(zscore_table(result, top=4)) == 4
+    overview = zscore_overview(result)
+    composable = result.zscores[result.composable]
+    assert overview["n"].tolist() == [composable.size, 9, 40]
+    assert overview["median"].iloc[0] == pytest.approx(np.median(composable), abs=0.005)
+    assert overview["95th pct"].iloc[2] == pytest.approx(np.percentile(result.baseline, 95), abs=0.005)
+
+
+@pytest.mark.parametrize(
+    ("zscores", "composable", "verdict", "phrase"),
+    [
+        ([1.5, 0.95, 3.0], [True, True, True], "supported", "3 have"),
+        ([1.5] * 4 + [0.0] * 16, [True] * 20, "partly supported", "4 have"),
+        ([1.5] + [0.0] * 19, [True] * 20, "not supported", "1 have"),
+        ([0.5, 0.1, 5.0], [True, True, False], "not supported", "0 have"),
+        ([-0.95, -0.99, 5.0], [True, True, False], "not supported", "opposite of the claim"),
+        ([5.0], [False], "not tested", "no listed pair can compose"),
+    ],
+)
+def test_qkov_verdict_compares_composable_pairs_with_the_random_pair_percentiles(zscores, composable, verdict, phrase):
+    """Median above the 95th: supported; more pairs above than chance: partly; else not; non-composable ignored."""
+    result = qkov_verdict(zscore_result(zscores, composable, BASELINE_Z))
+    assert result.verdict == verdict and phrase in result.text
+    assert result._repr_markdown_().startswith(f"**Claim 1 (large diagonal of W_qk W_ov): {verdict}")
+
+
+def test_binomial_tail_equals_direct_sums():
+    """P(Binomial(n, p) >= k): 1 at k = 0, p^n at k = n, and 1 - (1-p)^n at k = 1."""
+    assert binomial_tail(0, 7, 0.05) == pytest.approx(1.0)
+    assert binomial_tail(7, 7, 0.05) == pytest.approx(0.05**7)
+    assert binomial_tail(1, 20, 0.05) == pytest.approx(1 - 0.95**20)
+
+
+def test_qkov_verdict_counts_the_seed_rule_and_saves_its_record(tmp_path):
+    """The seed's z > 2 count is reported; save_dir holds verdict.json with the same text."""
+    result = qkov_verdict(zscore_result([2.5, 1.0, 3.0], [True, True, True], BASELINE_Z), save_dir=tmp_path)
+    assert "(z > 2), 2 of the 3 pairs" in result.text and "probability of 3 or more by chance" in result.text
+    assert json.loads((tmp_path / "verdict.json").read_text()) == result.record()
+
+
+def matching_result(mode: str, listed: float, heads: float, gauss: float, ranks: tuple = (2, 5)) -> SubspaceMatching:
+    """A SubspaceMatching whose listed pairs all score `listed` and whose baselines spread around `heads`, `gauss`."""
+    n_rows = 3
+    spread = np.linspace(-0.05, 0.05, 101)
+    shape = (2, len(ranks))
+    return SubspaceMatching(
+        mode,
+        [[1, h] for h in range(n_rows)],
+        [[0, h] for h in range(n_rows)] if mode == "IH x SH" else [[1, h] for h in range(n_rows)],
+        list(ranks),
+        ("largest", "mean"),
+        np.full(shape + (n_rows, n_rows), listed),
+        np.broadcast_to(gauss + spread, shape + spread.shape).copy(),
+        np.broadcast_to(heads + spread, shape + spread.shape).copy(),
+        np.zeros((spread.size, 2, 2)),
+        "",
+        0,
+    )
+
+
+def test_matching_table_reads_each_row_against_both_baselines():
+    """Listed median above both 95th percentiles, above the Gaussian only, or within the baselines."""
+    results = [
+        matching_result("IH x IH", 0.9, 0.5, 0.2),
+        matching_result("SH x SH", 0.4, 0.5, 0.2),
+        matching_result("IH x SH", 0.1, 0.5, 0.2),
+    ]
+    table = matching_table(results)
+    assert len(table) == 3 * 2 * 2
+    readings = table.groupby("comparison")["reading"].agg(set).to_dict()
+    assert readings == {
+        "IH x IH": {"above both baselines"},
+        "SH x SH": {"above Gaussian only"},
+        "IH x SH": {"within the baselines"},
+    }
+    indexed = table.set_index(["score", "rank"], append=True)
+    assert indexed.loc[("IH x IH", "largest", 2), "percentile in random heads"] == pytest.approx(100.0)
+    assert indexed.loc[("IH x IH", "mean", 5), "random heads 95th"] == pytest.approx(0.545, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("ih_ih", "ih_sh", "verdict"),
+    [(0.9, 0.9, "supported"), (0.9, 0.3, "partly supported"), (0.3, 0.3, "partly supported"), (0.1, 0.1, "not")],
+)
+def test_matching_verdict_requires_the_random_head_baseline_for_support(ih_ih, ih_sh, verdict):
+    """Supported needs IH x SH and IH x IH above random heads; above the Gaussian baseline alone is only partial."""
+    results = [matching_result("IH x IH", ih_ih, 0.5, 0.2), matching_result("IH x SH", ih_sh, 0.5, 0.2)]
+    result = matching_verdict(results)
+    assert result.verdict.startswith(verdict)
+    expected = 4 if ih_sh > 0.545 else 0
+    assert (
+        f"IH x SH: the listed median is above the random-heads 95th percentile in {expected} of 4" in result.details[1]
+    )
+    assert result._repr_markdown_().count("\n- ") == 2
+
+
+def test_matching_verdict_reports_sh_by_sh_without_judging_it():
+    """Shifting heads sharing a subspace neither supports nor partly supports the claim on its own."""
+    results = [
+        matching_result("IH x IH", 0.1, 0.5, 0.2),
+        matching_result("SH x SH", 0.9, 0.5, 0.2),
+        matching_result("IH x SH", 0.1, 0.5, 0.2),
+    ]
+    result = matching_verdict(results)
+    assert result.verdict == "not supported" and result.details[1].startswith("SH x SH")
+
+
+def test_energy_profile_is_the_cumulative_share_of_squared_singular_values(W_all):
+    """Column r-1 equals the top-r share of |W_qk|_F^2 from a dense SVD; truncated subspaces are refused."""
+    profile = energy_profile(head_subspaces(W_all), "key", [[2, 1]])
+    s = np.linalg.svd(qk(W_all.double(), 2, 1).numpy(), compute_uv=False)
+    np.testing.assert_allclose(profile[0], np.cumsum(s[:D_HEAD] ** 2) / np.sum(s**2), atol=1e-10)
+    with pytest.raises(IHLibError, match=r"head_subspaces\(W_all\)"):
+        energy_profile(head_subspaces(W_all, 3), "key", [[2, 1]])
+
+
+def test_chapter_figures_are_titled_and_saved_with_their_data(W_all, tmp_path):
+    """head_spectra saves its PNG and NPZ; the overview has one panel per comparison and method, ranks on x."""
+    figure = head_spectra(head_subspaces(W_all), IH, SH, [2, 5], save_dir=tmp_path)
+    assert {"energy_profiles.png", "energy_profiles.npz"} <= {p.name for p in tmp_path.iterdir()}
+    assert np.load(tmp_path / "energy_profiles.npz")["key_all_heads"].shape == (N_LAYER * N_HEAD, D_HEAD)
+    assert all(ax.get_xlabel() and ax.get_title() for ax in figure.axes)
+    results = [match_subspaces(W_all, IH, sh, RANKS, num_samp=5, plot=False) for sh in (None, SH)]
+    overview = plot_matching_overview(results)
+    assert len(overview.axes) == 4 and [t.get_text() for t in overview.axes[0].get_xticklabels()] == ["1", "2", "5"]
 
 
 # ---------------------------------------------------------------- input validation
