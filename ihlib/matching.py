@@ -28,6 +28,7 @@ from ihlib.plots_weights import (
     plot_subspace_matching,
 )
 from ihlib.scoring import HeadScores
+from ihlib.verdicts import Verdict
 from ihlib.weights import K, O, Q, V, check_heads, check_w_all
 
 METHODS = ("largest", "mean")
@@ -651,28 +652,6 @@ def _save_subspace_matching(result: SubspaceMatching, save_dir: str | Path | Non
 SEED_Z_THRESHOLD = 2.0  # the seed's rule of thumb: z > 2 means "large diagonal"
 CHANCE_ABOVE_Q95 = 0.05  # share of baseline-like pairs above the baseline's 95th percentile
 SCORE_KINDS = {"IH_list": "induction", "Shifting_list": "shifting"}
-
-
-@dataclass
-class Verdict:
-    """A claim's verdict ("supported", "partly supported", "not supported") and the sentences behind it.
-
-    Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what gets saved as JSON.
-    """
-
-    claim: str
-    verdict: str
-    text: str
-    details: list[str] = field(default_factory=list)
-
-    def record(self) -> dict:
-        """JSON-friendly form."""
-        return {"claim": self.claim, "verdict": self.verdict, "text": self.text, "details": self.details}
-
-    def _repr_markdown_(self) -> str:
-        """Markdown shown by Jupyter: the verdict in bold, the evidence, then one bullet per detail."""
-        bullets = "".join(f"\n- {line}" for line in self.details)
-        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}"
 
 
 def listed_heads_table(

@@ -27,17 +27,15 @@ class TrainConfig:
     n_embd: int = 128
     n_layer: int = 3
     n_head: int = 8
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 32
     seq_len: int = 96
     lr: float = 1e-3
     warmup: int = 100
     weight_decay: float = 0.05
-    head_dropout: float = 0.0
     min_seg: int = 4
     max_seg: int = 30
     max_prefix: int = 8
-    max_gap: int = 8
     position_init_scale: float = 0.03
     seed: int = 0
 
@@ -58,22 +56,13 @@ class TrainConfig:
 
 
 def training_batch(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Return `(batch_size, seq_len)` ids: a random prefix, a random segment, then copies of it with random gaps.
-
-    Gaps of `0..max_gap` fresh random tokens between copies keep the copies at irregular offsets, so
-    copying has to find the earlier occurrence by content rather than by a fixed period.
-    """
+    """Return `(batch_size, seq_len)` ids: a random prefix, then a random segment repeated to the end."""
     b, t = cfg.batch_size, cfg.seq_len
     ids = torch.randint(0, cfg.vocab_size, (b, t), generator=generator)
     seg = torch.randint(cfg.min_seg, cfg.max_seg + 1, (b, 1), generator=generator)
     prefix = torch.randint(0, cfg.max_prefix + 1, (b, 1), generator=generator)
     pos = torch.arange(t).unsqueeze(0)
-    source, start = pos.expand(b, t).clone(), prefix + seg
-    for _ in range(t // cfg.min_seg):
-        start = start + torch.randint(0, cfg.max_gap + 1, (b, 1), generator=generator)
-        inside = (pos >= start) & (pos < start + seg)
-        source = torch.where(inside, prefix + pos - start, source)
-        start = start + seg
+    source = torch.where(pos >= prefix + seg, prefix + (pos - prefix) % seg, pos)
     return torch.gather(ids, 1, source)
 
 
@@ -92,21 +81,6 @@ def init_sinusoidal_positions(model: GPT2LMHeadModel, scale: float) -> None:
         model.transformer.wpe.weight.copy_(scale * table)
 
 
-def add_head_dropout(model: GPT2LMHeadModel, p: float, generator: torch.Generator) -> list:
-    """Zero each attention head's output with probability `p` per sequence (training only); return hooks."""
-    n_head = model.config.n_head
-
-    def drop_heads(module: torch.nn.Module, args: tuple) -> tuple:
-        (z,) = args  # (batch, seq, n_head * d_head), heads merged before c_proj
-        if not module.training:
-            return args
-        keep = (torch.rand(z.shape[0], 1, n_head, 1, generator=generator) >= p).to(z.dtype)
-        z = (z.view(*z.shape[:2], n_head, -1) * keep / (1 - p)).view_as(z)
-        return (z,)
-
-    return [block.attn.c_proj.register_forward_pre_hook(drop_heads) for block in model.transformer.h]
-
-
 def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dict]:
     """Train a model from scratch under `cfg`; return it (eval mode) and a log of losses and time."""
     torch.manual_seed(cfg.seed)
@@ -114,7 +88,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
     model = new_model(cfg.gpt2_config())
     if cfg.position_init_scale > 0:
         init_sinusoidal_positions(model, cfg.position_init_scale)
-    hooks = add_head_dropout(model, cfg.head_dropout, generator) if cfg.head_dropout > 0 else []
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     model.train()
@@ -128,8 +101,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
         opt.step()
         sched.step()
         losses.append(loss.item())
-    for hook in hooks:
-        hook.remove()
     log = {"seconds": time.perf_counter() - start, "final_loss": sum(losses[-50:]) / len(losses[-50:])}
     log["losses"] = losses[:: max(1, cfg.steps // 100)]
     return model.eval(), log

@@ -1,0 +1,32 @@
+"""Verdicts: a three-step scale, saved per chapter and gathered in chapter order for the closing page."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ihlib.errors import IHLibError
+from ihlib.verdicts import Verdict, collect_verdicts
+
+
+def test_unknown_verdict_labels_are_rejected_with_the_scale():
+    with pytest.raises(IHLibError, match="supported, partly supported, not supported"):
+        Verdict("Claim 1", "maybe", "")
+
+
+def test_collect_reads_single_and_list_records_in_chapter_order_and_names_missing_ones(tmp_path):
+    one = Verdict("Claim 1", "not supported", "z below baseline", ["median -0.4"])
+    three = [Verdict("Claim 3 (QK)", "supported", "a"), Verdict("Claim 3 (OV)", "partly supported", "b")]
+    (tmp_path / "01_diagonal").mkdir()
+    (tmp_path / "01_diagonal" / "verdict.json").write_text(json.dumps(one.record()))
+    (tmp_path / "03_shuffling").mkdir()
+    (tmp_path / "03_shuffling" / "verdict.json").write_text(json.dumps([v.record() for v in three]))
+    report = collect_verdicts(tmp_path, ["01_diagonal", "02_common_subspace", "03_shuffling"])
+    table = report.table()
+    assert table["verdict"].tolist() == ["not supported", "supported", "partly supported"]
+    assert table["chapter"].tolist() == ["01_diagonal", "03_shuffling", "03_shuffling"]
+    assert report.missing == ["02_common_subspace"]
+    markdown = report._repr_markdown_()
+    assert "**Claim 1: not supported on this model.** z below baseline" in markdown
+    assert "No verdict found for:** 02_common_subspace" in markdown
