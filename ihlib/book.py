@@ -9,7 +9,8 @@ Conventions every chapter follows:
 
 - `_toc.yml` and `_config.yml` sit at the repository root and every page lives in `book/`: `book/intro.md`,
   the chapters `book/NN_short_name.ipynb` (`00_finding_heads`, `01_diagonal`, `02_common_subspace`,
-  `03_shuffling`, `04_projection`) and `book/conclusion.md`. The runner executes the notebooks the toc lists,
+  `03_shuffling`, `04_projection`) and `book/conclusion.ipynb` (it gathers the saved verdicts).
+  The runner executes the notebooks the toc lists,
   in toc order, and copies everything else in `book/` (markdown pages, figures).
 - A chapter is stored without outputs and has one cell tagged `parameters` declaring the shared names
   `model_name = None` (None: the embedded default; a hub name such as "gpt2"; or a local directory),
