@@ -66,6 +66,7 @@ def qkov_factors(W_all: torch.Tensor, qk_heads: list, ov_heads: list) -> tuple[t
     return w_qk[:, Q], w_qk[:, K].mT @ w_ov[:, O], w_ov[:, V]
 
 
+@torch.no_grad()
 @single_threaded()
 def qkov_zscore_pairs(W_all: torch.Tensor, qk_heads: list, ov_heads: list) -> np.ndarray:
     """Diagonal z-score of `W_qk(qk_heads[i]) @ W_ov(ov_heads[i])` for each `i`, `(n,)`, `Z_CHUNK` pairs at a time."""
@@ -126,6 +127,7 @@ class QKOVMatching:
         }
 
 
+@torch.no_grad()
 @single_threaded()
 def qkov_matching(
     W_all: torch.Tensor,
@@ -361,6 +363,7 @@ class HeadSubspaces:
             self._compute(side, missing[start : start + HEAD_CHUNK])
         return torch.from_numpy(heads[:, 0]), torch.from_numpy(heads[:, 1])
 
+    @torch.no_grad()
     @single_threaded()
     def _compute(self, side: str, heads: np.ndarray) -> None:
         """Factored SVDs of `heads` `(n, 2)` on `side`, batched; store bases and singular values."""
@@ -525,6 +528,7 @@ class SubspaceMatching:
         }
 
 
+@torch.no_grad()
 @single_threaded()
 def match_subspaces(
     W_all: torch.Tensor,
