@@ -10,12 +10,12 @@ import pandas as pd
 
 from ihlib.errors import IHLibError
 
-VERDICT_LABELS = ("supported", "partly supported", "not supported")
+VERDICT_LABELS = ("supported", "partly supported", "not supported", "not tested")
 
 
 @dataclass
 class Verdict:
-    """A claim's verdict ("supported", "partly supported", "not supported") and the sentences behind it.
+    """A claim's verdict (one of `VERDICT_LABELS`) and the sentences behind it.
 
     Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what gets saved as JSON.
     """
