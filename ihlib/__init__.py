@@ -35,7 +35,14 @@ from ihlib.matching import (
 from ihlib.metrics import pred_probs
 from ihlib.models import DEFAULT_MODEL_NAME, load_model, model_label, new_model, transformer_of, unembedding
 from ihlib.plots import create_folder, head_label, head_labels
-from ihlib.scoring import HeadScores, attention_patterns, head_scores, rank_heads, write_rankings
+from ihlib.scoring import (
+    HeadScores,
+    attention_patterns,
+    head_scores,
+    rank_heads,
+    scores_by_position,
+    write_rankings,
+)
 from ihlib.weights import check_head, check_heads, head_biases, head_weights, ov, qk
 
 __all__ = [
@@ -80,6 +87,7 @@ __all__ = [
     "qkov_matching_summary",
     "qkov_zscores",
     "rank_heads",
+    "scores_by_position",
     "repeated_tokens",
     "right_singular_subspace",
     "shuffle_exp",

@@ -14,7 +14,14 @@ from matplotlib.colors import TwoSlopeNorm
 from ihlib.data import repeated_tokens
 from ihlib.models import AnyGPT2, model_label
 from ihlib.plots import head_label, head_labels, save_arrays, save_figure, save_json
-from ihlib.scoring import HeadScores, attention_patterns, check_k, induction_mask, renormalise_without_first
+from ihlib.scoring import (
+    HeadScores,
+    attention_patterns,
+    check_k,
+    induction_mask,
+    position_scores_from_attention,
+    renormalise_without_first,
+)
 
 SCORE_KINDS = ("induction", "shifting")
 
@@ -25,13 +32,50 @@ def uniform_head_scores(seg_len: int = 25, rep: int = 3, bos: bool = False) -> d
     Computed with the same renormalisation and masks as `head_scores`, on a causal uniform pattern
     `(T, T)`, `T = [1 +] rep * seg_len`: the score a head gets without looking at the tokens at all.
     """
+    by_position = uniform_scores_by_position(seg_len, rep, bos)
+    return {kind: float(np.nanmean(values)) for kind, values in by_position.items()}
+
+
+def uniform_scores_by_position(seg_len: int = 25, rep: int = 3, bos: bool = False) -> dict[str, np.ndarray]:
+    """Per-query-position scores `(T,)` of a uniform-attention head, as `scores_by_position` computes them."""
     offset = int(bos)
     t = offset + rep * seg_len
     causal = torch.tril(torch.ones(t, t, dtype=torch.float64))
     attn = renormalise_without_first(causal / causal.sum(-1, keepdim=True))
-    induction = (attn * induction_mask(seg_len, rep, offset).double()).sum() / ((rep - 1) * seg_len)
-    shifting = torch.diagonal(attn, offset=-1)[1:].mean()
-    return {"induction": float(induction), "shifting": float(shifting)}
+    return position_scores_from_attention(attn, seg_len, rep, offset)
+
+
+def plot_scores_by_position(
+    by_position: dict[str, np.ndarray],
+    uniform: dict[str, np.ndarray],
+    IH_list: list,
+    Shifting_list: list,
+    seg_len: int,
+    title: str = "",
+    save_dir: str | Path | None = None,
+) -> plt.Figure:
+    """Induction score of the listed IHs and shifting score of the listed shifting heads by query position.
+
+    `by_position` from `scores_by_position` (`(L, H, T)` arrays), `uniform` from `uniform_scores_by_position`;
+    dotted vertical lines mark the starts of the repeats, the dashed black curve is the uniform-attention head.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, kind, heads in ((axes[0], "induction", IH_list), (axes[1], "shifting", Shifting_list)):
+        t = by_position[kind].shape[-1]
+        for layer, head in heads:
+            ax.plot(np.arange(t), by_position[kind][layer, head], label=head_label(layer, head), lw=1.3)
+        ax.plot(np.arange(t), uniform[kind], "k--", lw=1, label="uniform attention")
+        for start in range(seg_len, t, seg_len):
+            ax.axvline(start, color="grey", ls=":", lw=0.8)
+        ax.set_xlabel("query position")
+        ax.set_title(f"{kind} score by query position")
+        ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("score (attention weight)")
+    axes[0].set_ylim(0, 1.05)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, save_dir, "scores_by_position")
 
 
 def save_head_scores(scores: HeadScores, baseline: dict[str, float], save_dir: str | Path | None) -> None:

@@ -76,6 +76,23 @@ def head_scores(
 
     Induction: renormalised attention summed over the tokens after earlier occurrences, averaged
     over the queries of segments 2..rep. Shifting: attention at offset -1, averaged over queries 2..T-1.
+    Both are the means over query positions of `scores_by_position`.
+    """
+    by_position = scores_by_position(model, batch_size, seg_len, rep, seed, bos_token_id)
+    return HeadScores(*(np.nanmean(by_position[kind], axis=-1) for kind in ("induction", "shifting")))
+
+
+def scores_by_position(
+    model: AnyGPT2,
+    batch_size: int = 50,
+    seg_len: int = 25,
+    rep: int = 3,
+    seed: int = 0,
+    bos_token_id: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Induction and shifting score of every head at every query position, `(n_layer, n_head, T)` each.
+
+    NaN where a score is undefined: induction before the second segment, shifting at positions 0 and 1.
     """
     vocab = model.config.vocab_size
     ids = repeated_tokens(batch_size, seg_len, vocab, rep=rep, seed=seed, bos_token_id=bos_token_id)
@@ -84,12 +101,16 @@ def head_scores(
             f"seg_len * rep = {ids.shape[1]} tokens exceeds the model's context of {model.config.n_positions}."
         )
     attn = renormalise_without_first(attention_patterns(model, ids)).mean(dim=1)  # (L, H, T, T)
-    offset = int(bos_token_id is not None)
-    mask = induction_mask(seg_len, rep, offset)
-    n_queries = (rep - 1) * seg_len
-    induction = torch.einsum("lhij,ij->lh", attn, mask) / n_queries
-    shifting = torch.diagonal(attn, offset=-1, dim1=-2, dim2=-1)[..., 1:].mean(-1)
-    return HeadScores(induction.double().numpy(), shifting.double().numpy())
+    return position_scores_from_attention(attn, seg_len, rep, offset=int(bos_token_id is not None))
+
+
+def position_scores_from_attention(attn: torch.Tensor, seg_len: int, rep: int, offset: int = 0) -> dict:
+    """Per-query-position scores `(..., T)` from renormalised attention `(..., T, T)`; NaN where undefined."""
+    induction = (attn * induction_mask(seg_len, rep, offset)).sum(-1).double()
+    induction[..., : offset + seg_len] = float("nan")
+    shifting = torch.full(attn.shape[:-1], float("nan"), dtype=torch.float64)
+    shifting[..., 2:] = torch.diagonal(attn, offset=-1, dim1=-2, dim2=-1)[..., 1:].double()
+    return {"induction": induction.numpy(), "shifting": shifting.numpy()}
 
 
 def rank_heads(scores: np.ndarray) -> list[list[int]]:

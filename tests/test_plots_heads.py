@@ -15,12 +15,14 @@ from ihlib.errors import IHLibError
 from ihlib.plots_heads import (
     plot_attention_examples,
     plot_head_scores,
+    plot_scores_by_position,
     plot_top_heads,
     ranking_table,
     save_head_scores,
     uniform_head_scores,
+    uniform_scores_by_position,
 )
-from ihlib.scoring import head_scores
+from ihlib.scoring import head_scores, scores_by_position
 
 
 def content_blind(model):
@@ -130,3 +132,24 @@ def test_scores_and_baseline_are_saved_as_data(scored, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "head_scores.npz")["induction"], scores.induction)
     assert json.loads((tmp_path / "uniform_baseline.json").read_text()) == baseline
     save_head_scores(scores, baseline, None)
+
+
+def test_uniform_scores_by_position_are_one_over_the_visible_positions():
+    by_position = uniform_scores_by_position(seg_len=4, rep=2)
+    # after removing position 0, query q spreads over positions 1..q: 1/q each
+    np.testing.assert_allclose(by_position["shifting"][2:], 1 / np.arange(2, 8))
+    np.testing.assert_allclose(by_position["induction"][4:], 1 / np.arange(4, 8))
+    assert np.isnan(by_position["induction"][:4]).all() and np.isnan(by_position["shifting"][:2]).all()
+
+
+def test_head_scores_are_the_position_means_of_scores_by_position(small_model):
+    by_position = scores_by_position(small_model, batch_size=3, seg_len=5, rep=3, seed=2)
+    scores = head_scores(small_model, batch_size=3, seg_len=5, rep=3, seed=2)
+    np.testing.assert_allclose(np.nanmean(by_position["shifting"], -1), scores.shifting)
+    assert by_position["induction"].shape == (2, 4, 15)
+
+
+def test_scores_by_position_figure_draws_each_head_and_the_uniform_curve(small_model):
+    by_position = scores_by_position(small_model, batch_size=2, seg_len=5, rep=3)
+    fig = plot_scores_by_position(by_position, uniform_scores_by_position(5, 3), [[1, 0], [1, 2]], [[0, 1]], 5)
+    assert [len(ax.lines) for ax in fig.axes] == [3 + 2, 2 + 2]  # heads + uniform curve + repeat markers
