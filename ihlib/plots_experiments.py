@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 COLORS = {
     "original": "black",
@@ -58,7 +59,7 @@ def plot_over_k(Ks: list[int], summary: dict, n_strong: list, threshold: float, 
             ax.errorbar(x + offset, s["mean"], yerr=err, fmt="-o", capsize=3, color=COLORS.get(condition))
             ax.plot([], [], "-o", color=COLORS.get(condition), label=condition)
         ax.set_xticks(x, ticks)
-        ax.set_xlabel(f"K heads edited (of which score >= {threshold})", weight="bold")
+        ax.set_xlabel(f"K heads edited (of which score >= {threshold:.3g})", weight="bold")
         ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
         ax.set_ylim(-0.02, 1.02)
     axs[0].legend()
@@ -85,4 +86,60 @@ def plot_rank_sweep(ranks: list[int], summary: dict, title: str) -> plt.Figure:
         ax.set_ylim(-0.02, 1.02)
     axs[0].legend()
     fig.suptitle(title, weight="bold")
+    return fig
+
+
+def plot_repetitions(
+    table: pd.DataFrame, n_real: int, kind: str, component: str, title: str, seed: int = 0
+) -> plt.Figure:
+    """Plot each repetition's error: against K (left) and against the number of intact real heads (right).
+
+    `table` is `experiments.repetition_table(...)` (columns K, condition, err, intact real heads); `n_real`
+    heads count as `kind` heads, edited in their `component`. Points are jittered sideways (seeded) so that
+    equal values stay visible; lines join the means.
+    """
+    rng = np.random.default_rng(seed)
+    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    conditions = list(dict.fromkeys(table["condition"]))
+    offsets = dict(zip(conditions, np.linspace(-0.2, 0.2, len(conditions)), strict=True))
+    unedited = table.loc[table["condition"] == "original", "err"].mean()
+    for condition, rows in table.groupby("condition", sort=False):
+        color = COLORS.get(condition)
+        for ax, column in zip(axs, ("K", "intact real heads"), strict=True):
+            x = rows[column].to_numpy(float) + offsets[condition]
+            jitter = rng.uniform(-0.06, 0.06, len(rows))
+            ax.scatter(x + jitter, rows["err"], s=10, alpha=0.5, color=color, label=condition)
+            means = rows.groupby(column)["err"].mean()
+            ax.plot(means.index + offsets[condition], means.to_numpy(), "-", color=color, linewidth=1)
+    axs[0].axvline(n_real + 0.5, color="tab:green", linestyle="--", label=f"{n_real} {kind} heads end here")
+    axs[0].set_xlabel("K heads edited (top K of the ranking)", weight="bold")
+    axs[1].set_xlabel(f"{kind.capitalize()} heads whose {component} still comes from one of them", weight="bold")
+    axs[1].set_xticks(range(n_real + 1))
+    for ax in axs:
+        ax.axhline(unedited, color="black", linestyle=":", label="unedited (mean)")
+        ax.set_ylabel("Top-1 error of one repetition", weight="bold")
+        ax.set_ylim(-0.02, 1.02)
+    fig.legend(*axs[0].get_legend_handles_labels(), loc="lower center", ncol=5, frameon=False)
+    fig.suptitle(title, weight="bold")
+    fig.subplots_adjust(bottom=0.24)
+    return fig
+
+
+def plot_stack_energy(S: np.ndarray, ranks: list[int], title: str) -> plt.Figure:
+    """Plot the share of squared singular values `S` (descending) held by the top r directions, against r.
+
+    The dashed line is an even spread over all `len(S)` directions; dotted vertical lines mark `ranks`.
+    """
+    S = np.asarray(S, dtype=float)
+    r = np.arange(1, len(S) + 1)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.plot(r, np.cumsum(S**2) / np.sum(S**2), "-", color="tab:blue", label="stacked W_QK of the induction heads")
+    ax.plot(r, r / len(S), "--", color="gray", label="energy spread evenly (no preferred directions)")
+    for rank in ranks:
+        ax.axvline(rank, color="gray", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("Rank r (top r right singular directions)", weight="bold")
+    ax.set_ylabel("Share of squared singular values", weight="bold")
+    ax.set_ylim(0, 1.02)
+    ax.legend()
+    ax.set_title(title, weight="bold")
     return fig

@@ -15,18 +15,34 @@ from ihlib.data import copy_positions
 from ihlib.edits import exchange_pairs, projection_edit
 from ihlib.errors import IHLibError
 from ihlib.experiments import (
+    InterventionResult,
     common_subspace,
+    condition_summary,
     copying_batches,
+    decisive_rank,
+    head_role,
+    intact_heads,
+    kind_threshold,
+    kind_thresholds,
     mean_ci,
     project_exp,
+    projection_table,
+    projection_verdicts,
+    repetition_table,
+    selection_table,
     shuffle_exp,
     shuffle_sweep,
+    shuffle_table,
+    shuffle_verdicts,
     stacked_qk_svd,
+    strong_heads,
     summary_rows,
     t_quantile,
+    top_heads,
 )
 from ihlib.metrics import pred_probs
 from ihlib.models import transformer_of
+from ihlib.plots_experiments import plot_repetitions, plot_stack_energy
 from ihlib.scoring import HeadScores, head_scores
 from ihlib.weights import head_weights, qk
 
@@ -356,3 +372,231 @@ def test_breaking_every_induction_head_raises_the_copying_error_sharply(default_
     with projection_edit(default_model, ihs, zero, "QK"):
         _, errs = pred_probs(default_model, ids, copy_positions(20, 3, burn_in=4))
     assert errs.mean() > summary["original"]["err"]["high"] + 0.4
+
+
+# ---------------------------------------------------------------- head selection, readings and verdicts
+
+
+@pytest.fixture(scope="module")
+def ranked_scores():
+    """Three induction heads (0.9, 0.8, 0.6) in layer 1, two shifting heads (0.8, 0.7) in layer 0; L0H3 is both weak
+    induction (0.2) and strong shifting, so it ranks 4th among induction heads."""
+    induction, shifting = np.full((3, 4), 0.05), np.full((3, 4), 0.05)
+    induction[1, 0], induction[1, 2], induction[1, 1], induction[0, 3] = 0.9, 0.8, 0.6, 0.2
+    shifting[0, 3], shifting[0, 1] = 0.8, 0.7
+    return HeadScores(induction, shifting)
+
+
+def test_heads_count_when_they_reach_the_fraction_of_the_best_score(ranked_scores):
+    assert kind_threshold(ranked_scores, "induction", 0.5) == pytest.approx(0.45)
+    assert kind_thresholds(ranked_scores, 0.5) == pytest.approx({"induction": 0.45, "shifting": 0.4})
+    assert strong_heads(ranked_scores, "induction") == [[1, 0], [1, 2], [1, 1]]
+    assert strong_heads(ranked_scores, "induction", fraction=0.7) == [[1, 0], [1, 2]]
+    assert strong_heads(ranked_scores, "shifting") == [[0, 3], [0, 1]]
+    assert top_heads(ranked_scores, "induction") == [[1, 0], [1, 2], [1, 1]]
+    assert top_heads(ranked_scores, "induction", 4) == [[1, 0], [1, 2], [1, 1], [0, 3]]
+    assert [head_role(ranked_scores, *h) for h in ([1, 0], [0, 3], [2, 2])] == [
+        "induction head",
+        "shifting head",
+        "neither",
+    ]
+    with pytest.raises(IHLibError, match="fraction must be in"):
+        kind_threshold(ranked_scores, "induction", 0.0)
+
+
+def test_selection_table_divides_by_the_uniform_baseline_and_marks_roles(ranked_scores):
+    table = selection_table(ranked_scores, "induction", 4, {"induction": 0.05, "shifting": 0.1})
+    assert table["head"].tolist() == ["L1H0", "L1H2", "L1H1", "L0H3"]
+    assert table["induction score / uniform"].tolist() == pytest.approx([18, 16, 12, 4])
+    assert table.iloc[:, 4].tolist() == [True, True, True, False]
+    assert table["role"].tolist()[-1] == "shifting head"
+
+
+def test_intact_heads_counts_real_heads_left_with_a_real_component():
+    real = [[1, 0], [1, 1], [1, 2]]
+    assert intact_heads([], real) == 3
+    assert intact_heads([[[1, 0], [1, 1]], [[1, 1], [1, 0]]], real) == 3  # swapped among real heads
+    assert intact_heads([[[1, 0], [0, 3]], [[0, 3], [1, 0]]], real) == 2  # one real head got an outsider's
+    assert intact_heads([[[1, 0], [2, 0]], [[1, 1], [2, 1]], [[1, 2], [2, 2]]], real) == 0
+
+
+def test_a_threshold_mapping_gives_each_kind_its_own_bar(model, ranked_scores):
+    result = shuffle_exp(
+        model,
+        None,
+        SEG,
+        VOCAB,
+        [[0, 3], [0, 1], [2, 0]],
+        None,
+        component="OV",
+        n_exp=1,
+        batch_size=2,
+        scores=ranked_scores,
+        threshold={"induction": 0.45, "shifting": 0.4},
+        progress=False,
+    )
+    assert result.record["strength"]["threshold"] == 0.4 and result.record["strength"]["n_strong"] == 2
+
+
+def test_repetition_table_matches_the_arrays_and_the_pairs(model, ranked_scores):
+    sweep = shuffle_sweep(
+        model,
+        None,
+        SEG,
+        VOCAB,
+        ranked_scores.IH_list,
+        [2, 4],
+        None,
+        n_exp=2,
+        batch_size=2,
+        scores=ranked_scores,
+        progress=False,
+    )
+    real = strong_heads(ranked_scores, "induction")
+    table = repetition_table(sweep, real)
+    assert len(table) == 3 * 2 * 2
+    row = table.query("condition == 'random baseline' and K == 4 and repetition == 1").iloc[0]
+    assert row["err"] == pytest.approx(sweep.errs["random baseline"][1, 1].mean())
+    assert row["intact real heads"] == intact_heads(sweep.record["pairs"]["random baseline"][1][1], real)
+    assert set(table.query("condition == 'original'")["intact real heads"]) == {3}
+    within = table.query("condition == 'shuffle' and K == 2")["intact real heads"]
+    assert set(within) == {3}  # the top 2 are both real: shuffling them keeps every real component
+    figure = plot_repetitions(table, len(real), "induction", "QK", "title")
+    assert figure.axes[1].get_xlabel() == "Induction heads whose QK still comes from one of them"
+
+
+def synthetic_result(means: dict, record: dict, reference: np.ndarray | None = None) -> InterventionResult:
+    """A result with errors `means[condition][i] + (-0.01, 0, 0.01, 0)` over 4 repetitions, probabilities 1 - error.
+
+    The error change is paired with `reference` per repetition (default: the "original" condition, per K).
+    """
+    offsets = np.array([-0.01, 0.0, 0.01, 0.0])
+    errs = {c: np.array(m)[:, None, None, None] + offsets[None, :, None, None] for c, m in means.items()}
+    errs = {c: np.broadcast_to(e, (*e.shape[:2], 2, 3)).copy() for c, e in errs.items()}
+    probs = {c: 1 - e for c, e in errs.items()}
+    reference = errs["original"].mean(axis=(-2, -1)) if reference is None else reference
+    return InterventionResult(probs, errs, dict(record, n_exp=4, summary=condition_summary(probs, errs, reference)))
+
+
+def synthetic_sweep(component: str, heads: list, shuffle: list, random: list, Ks: list) -> InterventionResult:
+    """A `shuffle_sweep`-like result: cyclic shuffles within the top K, random sources from layer 2."""
+    pairs = {
+        "shuffle": [[[[heads[i], heads[(i + 1) % K]] for i in range(K)]] * 4 for K in Ks],
+        "random baseline": [[[[heads[i], [2, i % 4]] for i in range(K)]] * 4 for K in Ks],
+    }
+    record = dict(experiment="shuffle_sweep", component=component, Ks=Ks, heads=heads, pairs=pairs)
+    means = {"original": [0.02] * len(Ks), "shuffle": shuffle, "random baseline": random}
+    return synthetic_result(means, record)
+
+
+@pytest.mark.parametrize(
+    "shuffle, random, label",
+    [
+        ([0.02, 0.02, 0.6], [0.3, 0.9, 0.9], "supported"),
+        ([0.02, 0.4, 0.6], [0.3, 0.9, 0.9], "partly supported"),
+        ([0.02, 0.85, 0.9], [0.3, 0.9, 0.9], "not supported"),
+        ([0.02, 0.02, 0.02], [0.02, 0.04, 0.05], "not tested"),
+    ],
+)
+def test_shuffle_verdict_reads_the_sweep_at_the_number_of_real_heads(ranked_scores, shuffle, random, label):
+    sweep = synthetic_sweep("QK", ranked_scores.IH_list, shuffle, random, [2, 3, 4])
+    verdict = shuffle_verdicts({"QK": sweep}, ranked_scores)["QK"]
+    assert verdict.verdict == label
+    assert "among the 3 heads that count as induction heads" in verdict.text
+    assert "sit in layer(s) 1: all in one layer" in verdict.details[0]
+
+
+def test_shuffle_verdict_details_and_table_name_redundancy_the_heads_beyond_and_the_spread(ranked_scores, tmp_path):
+    sweep = synthetic_sweep("QK", ranked_scores.IH_list, [0.02, 0.02, 0.6], [0.05, 0.9, 0.9], [2, 3, 4])
+    verdicts = shuffle_verdicts({"QK": sweep}, ranked_scores, save_dir=tmp_path)
+    details = verdicts["QK"].details
+    assert "breaks copying only from K = 3 on" in details[1]
+    assert "continues with L0H3 (shifting head)" in details[2] and "first breaks copying at K = 4" in details[2]
+    assert "1 of the shuffled heads count as shifting heads and lose their own QK" in details[2]
+    assert "for 'shuffle' at K = 4, from 0.59 to 0.61" in details[3]
+    assert json.loads((tmp_path / "verdict.json").read_text())[0]["verdict"] == "supported"
+    table = shuffle_table(sweep, ranked_scores)
+    assert table["shuffle: reading"].tolist() == ["intact", "intact", "breaks"]
+    assert table["random baseline: reading"].tolist() == ["intact", "breaks", "breaks"]
+    assert table["induction heads among the K"].tolist() == [2, 3, 3]
+    assert table["shuffle: intact induction heads"].tolist() == [3, 3, 2]  # K=4 hands L1H1's QK to L0H3
+    assert table.loc[4, "error: shuffle"] == "0.60 [0.59, 0.61]"
+
+
+def test_shuffle_verdict_without_two_real_heads_says_there_is_nothing_to_shuffle():
+    lonely = HeadScores(np.array([[0.9, 0.1], [0.1, 0.1]]), np.array([[0.1, 0.9], [0.2, 0.1]]))
+    sweep = synthetic_sweep("QK", lonely.IH_list, [0.02], [0.9], [2])
+    verdict = shuffle_verdicts({"QK": sweep}, lonely)["QK"]
+    assert verdict.verdict == "not tested" and "nothing to shuffle" in verdict.text
+
+
+def synthetic_projection(component: str, project_out: bool, common: list, random: list) -> InterventionResult:
+    """A `project_exp`-like result over ranks 0, 4, 8 (rank 0 = unedited)."""
+    record = dict(
+        experiment="project",
+        component=component,
+        project_out=project_out,
+        ranks=[0, 4, 8],
+        heads=[[1, 0], [1, 1]],
+        IH_proj=[[1, 0], [1, 1], [1, 2]],
+        stack_energy_at_rank=[0.0, 0.6, 0.9],
+        batch_size=2,
+    )
+    means = {"common subspace": common, "random subspace": random}
+    return synthetic_result(means, record, reference=common[0] + np.array([-0.01, 0.0, 0.01, 0.0]))
+
+
+def test_projection_verdicts_need_a_decisive_rank_for_each_edit(tmp_path):
+    runs = [
+        synthetic_projection("QK", True, [0.02, 0.5, 0.9], [0.02, 0.02, 0.3]),
+        synthetic_projection("QK", False, [0.02, 0.5, 0.02], [0.02, 0.9, 0.9]),
+        synthetic_projection("OV", True, [0.02, 0.5, 0.9], [0.02, 0.02, 0.3]),
+        synthetic_projection("OV", False, [0.02, 0.5, 0.3], [0.02, 0.9, 0.05]),
+    ]
+    assert [decisive_rank(r) for r in runs] == [4, 8, 4, None]
+    verdicts = projection_verdicts(runs, save_dir=tmp_path)
+    assert verdicts["QK"].verdict == "supported" and verdicts["OV"].verdict == "partly supported"
+    assert "first keeps copying intact at rank 8" in verdicts["QK"].text and "hold 90%" in verdicts["QK"].text
+    assert "never keeps copying intact" in verdicts["OV"].text and "up to rank 8" in verdicts["OV"].text
+    assert len(json.loads((tmp_path / "verdict.json").read_text())) == 2
+    table = projection_table(runs)
+    assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 8"]
+    assert table["rank shown"].tolist() == [4, 8, 4, 8]
+    assert table.loc["OV: keep only in W_O", "error: random subspace"] == "0.05 [0.04, 0.06]"
+    with pytest.raises(IHLibError, match="both a project-out and a keep-only run for QK"):
+        projection_verdicts(runs[:1])
+
+
+def test_stack_energy_figure_draws_the_cumulative_share_and_the_even_spread():
+    figure = plot_stack_energy(np.array([3.0, 1.0, 1.0, 1.0]), [2], "spectrum")
+    blue, even = figure.axes[0].lines[:2]
+    np.testing.assert_allclose(blue.get_ydata(), [0.75, 10 / 12, 11 / 12, 1.0])
+    np.testing.assert_allclose(even.get_ydata(), [0.25, 0.5, 0.75, 1.0])
+    assert figure.axes[0].get_title() == "spectrum"
+
+
+def test_intervals_print_rates_clipped_to_zero_one_and_changes_with_signs():
+    from ihlib.experiments import _interval
+
+    assert _interval({"mean": 0.85, "low": 0.61, "high": 1.08}) == "0.85 [0.61, 1.00]"
+    assert _interval({"mean": -0.001, "low": -0.004, "high": 0.03}, signed=True) == "+0.00 [+0.00, +0.03]"
+    assert _interval({"mean": 0.5, "low": np.nan, "high": np.nan}) == "0.50 (one repetition: no interval)"
+
+
+def test_one_repetition_gives_no_reading(model, ranked_scores):
+    sweep = shuffle_sweep(
+        model,
+        None,
+        SEG,
+        VOCAB,
+        ranked_scores.IH_list,
+        [2, 3],
+        None,
+        n_exp=1,
+        batch_size=2,
+        scores=ranked_scores,
+        progress=False,
+    )
+    verdict = shuffle_verdicts({"QK": sweep}, ranked_scores)["QK"]
+    assert verdict.verdict == "not tested" and "one repetition gives no confidence interval" in verdict.details[0]
+    assert set(shuffle_table(sweep, ranked_scores)["shuffle: reading"]) == {"unclear"}
