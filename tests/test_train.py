@@ -33,4 +33,3 @@ def test_a_few_training_steps_change_the_weights_and_save_round_trips(tmp_path):
     ids = torch.randint(0, 64, (2, 16))
     assert torch.allclose(loaded(ids).logits, model(ids).logits, atol=1e-6)
     assert json.loads((tmp_path / "training.json").read_text())["train_config"]["steps"] == 8
-
