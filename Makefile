@@ -16,7 +16,7 @@ book: $(STAMP)
 	$(BIN)/python -m ihlib.book $(BOOK_ARGS)
 
 chromium:
-	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check ihlib tests benchmarks book
