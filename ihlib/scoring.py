@@ -78,7 +78,11 @@ def head_scores(
     over the queries of segments 2..rep. Shifting: attention at offset -1, averaged over queries 2..T-1.
     Both are the means over query positions of `scores_by_position`.
     """
-    by_position = scores_by_position(model, batch_size, seg_len, rep, seed, bos_token_id)
+    return scores_from_positions(scores_by_position(model, batch_size, seg_len, rep, seed, bos_token_id))
+
+
+def scores_from_positions(by_position: dict[str, np.ndarray]) -> HeadScores:
+    """Head scores `(n_layer, n_head)`: the means over query positions of `scores_by_position`'s arrays."""
     return HeadScores(*(np.nanmean(by_position[kind], axis=-1) for kind in ("induction", "shifting")))
 
 
