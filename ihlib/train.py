@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from ihlib.errors import IHLibError
 from ihlib.models import DEFAULT_MODEL_DIR, new_model
 
 
@@ -28,7 +29,7 @@ class TrainConfig:
     n_layer: int = 3
     n_head: int = 8
     steps: int = 3000
-    batch_size: int = 32
+    batch_size: int = 64
     seq_len: int = 96
     lr: float = 1e-3
     warmup: int = 100
@@ -36,8 +37,19 @@ class TrainConfig:
     min_seg: int = 4
     max_seg: int = 30
     max_prefix: int = 8
+    long_prefix_fraction: float = 0.5
+    loss_on_repeats_only: bool = True
     position_init_scale: float = 0.03
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Reject settings where some sequence could hold no complete second copy of its segment."""
+        if not 2 <= self.min_seg <= self.max_seg or self.max_prefix + 2 * self.max_seg > self.seq_len:
+            raise IHLibError(
+                f"Segments of {self.min_seg}..{self.max_seg} tokens after a prefix of up to {self.max_prefix} "
+                f"do not fit twice in seq_len={self.seq_len}: need 2 <= min_seg <= max_seg and "
+                "max_prefix + 2 * max_seg <= seq_len."
+            )
 
     def gpt2_config(self) -> GPT2Config:
         """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
@@ -55,15 +67,27 @@ class TrainConfig:
         )
 
 
-def training_batch(cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Return `(batch_size, seq_len)` ids: a random prefix, then a random segment repeated to the end."""
+def training_batch(cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return `(ids, labels)`, each `(batch_size, seq_len)`: a random prefix, then a random segment repeated to the end.
+
+    A fraction `long_prefix_fraction` of the sequences gets a prefix anywhere in `0..seq_len - 2 * seg`,
+    the rest at most `max_prefix` tokens: the first copy then starts anywhere in the context, so
+    previous-token heads must work at every position. `labels` is -100 (ignored by the loss) on the
+    tokens that cannot be predicted from an earlier copy when `loss_on_repeats_only`; this focuses the
+    gradient on copying and makes induction heads form within about 2000 steps.
+    """
     b, t = cfg.batch_size, cfg.seq_len
     ids = torch.randint(0, cfg.vocab_size, (b, t), generator=generator)
     seg = torch.randint(cfg.min_seg, cfg.max_seg + 1, (b, 1), generator=generator)
-    prefix = torch.randint(0, cfg.max_prefix + 1, (b, 1), generator=generator)
+    short_prefix = torch.randint(0, cfg.max_prefix + 1, (b, 1), generator=generator)
+    long_prefix = (torch.rand((b, 1), generator=generator) * (t - 2 * seg + 1)).long()
+    is_long = torch.rand((b, 1), generator=generator) < cfg.long_prefix_fraction
+    prefix = torch.where(is_long, long_prefix, short_prefix)
     pos = torch.arange(t).unsqueeze(0)
-    source = torch.where(pos >= prefix + seg, prefix + (pos - prefix) % seg, pos)
-    return torch.gather(ids, 1, source)
+    repeated = pos >= prefix + seg
+    ids = torch.gather(ids, 1, torch.where(repeated, prefix + (pos - prefix) % seg, pos))
+    labels = torch.where(repeated, ids, -100) if cfg.loss_on_repeats_only else ids
+    return ids, labels
 
 
 def init_sinusoidal_positions(model: GPT2LMHeadModel, scale: float) -> None:
@@ -93,8 +117,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
     model.train()
     losses, start = [], time.perf_counter()
     for _ in tqdm(range(cfg.steps), desc="training", disable=not progress):
-        ids = training_batch(cfg, generator)
-        loss = model(ids, labels=ids).loss
+        ids, labels = training_batch(cfg, generator)
+        loss = model(ids, labels=labels).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -118,7 +142,12 @@ def save(model: GPT2LMHeadModel, cfg: TrainConfig, log: dict, out_dir: Path) -> 
     """Write the weights (safetensors), the HF config, and the training config and log to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
-    record = {"train_config": dataclasses.asdict(cfg), "log": log, "torch": torch.__version__}
+    record = {
+        "train_config": dataclasses.asdict(cfg),
+        "log": log,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
 
 
@@ -128,10 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output folder")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--threads", type=int, default=2, help="torch CPU threads (the shipped weights were trained with 2)"
+    )
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     cfg = dataclasses.replace(TrainConfig(), steps=args.steps, seed=args.seed)
     model, log = train(cfg)
     save(model, cfg, log, args.out)

@@ -11,7 +11,6 @@ import torch
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.metrics import pred_probs
-from ihlib.plots_heads import uniform_head_scores
 from ihlib.scoring import (
     HeadScores,
     attention_patterns,
@@ -82,17 +81,19 @@ def test_sequences_longer_than_the_context_are_rejected(small_model):
         head_scores(small_model, batch_size=2, seg_len=30, rep=3)
 
 
-def test_default_model_has_induction_heads_and_earlier_heads_that_are_previous_token_at_early_positions(
-    default_model,
-):
+def test_default_model_has_induction_heads_and_earlier_shifting_heads(default_model):
     scores = head_scores(default_model)
     strong_ih = [(l, h) for l, h in scores.IH_list if scores.induction[l, h] >= 0.5]
     assert len(strong_ih) >= 3
     first_ih_layer = min(l for l, _ in strong_ih)
-    early = scores_by_position(default_model)["shifting"][:, :, 2:17].mean(-1)  # query positions 2..16
-    strong_shift = [(l, h) for l, h in scores.Shifting_list if early[l, h] >= 0.9 and l < first_ih_layer]
+    strong_shift = [(l, h) for l, h in scores.Shifting_list if scores.shifting[l, h] >= 0.5 and l < first_ih_layer]
     assert len(strong_shift) >= 2
-    assert all(scores.shifting[l, h] > 3 * uniform_head_scores()["shifting"] for l, h in strong_shift)
+
+
+def test_default_model_shifting_heads_look_back_one_token_over_the_first_70_positions(default_model):
+    shifting = scores_by_position(default_model)["shifting"][:, :, 2:71]  # (L, H, query positions 2..70)
+    top3 = head_scores(default_model).Shifting_list[:3]
+    assert all(shifting[l, h].min() >= 0.85 for l, h in top3)
 
 
 def test_default_model_copies_the_second_repeat(default_model):
