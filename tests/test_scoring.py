@@ -96,6 +96,13 @@ def test_default_model_shifting_heads_look_back_one_token_over_the_first_70_posi
     assert all(shifting[l, h].min() >= 0.85 for l, h in top3)
 
 
+def test_default_model_copies_120_token_sequences_from_occurrences_before_its_shifting_edge(default_model):
+    ids = repeated_tokens(60, 40, default_model.config.vocab_size, rep=3, seed=3)
+    _, errs = pred_probs(default_model, ids, np.arange(40, 119))  # queries of the second and third copies
+    accuracy = 1 - errs.mean(0)
+    assert min(accuracy[i : i + 8].mean() for i in range(0, len(accuracy), 8)) >= 0.8
+
+
 def test_default_model_copies_the_second_repeat(default_model):
     ids = repeated_tokens(100, 25, default_model.config.vocab_size, rep=2, seed=11)
     _, errs = pred_probs(default_model, ids, copy_positions(25, rep=2, burn_in=0))
