@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from transformers import GPT2LMHeadModel
 
 from ihlib.errors import ModelLoadError
 from ihlib.models import DEFAULT_MODEL_DIR, load_model, model_label, transformer_of, unembedding
+from ihlib.train import TrainConfig
 
 
 def test_default_model_is_a_small_eager_gpt2_shipped_under_10_mb(default_model):
@@ -34,6 +36,12 @@ def test_default_model_ships_its_training_configuration(default_model):
         default_model.config.n_embd,
     )
     assert record["log"]["seconds"] < 20 * 60
+
+
+def test_retraining_command_defaults_match_the_shipped_weights_configuration():
+    record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
+    assert record["train_config"] == dataclasses.asdict(TrainConfig())
+    assert record["threads"] == 2
 
 
 def test_local_directory_round_trip_gives_identical_weights(small_model, tmp_path):
