@@ -273,6 +273,22 @@ def _settings(**values: object) -> dict:
     return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in values.items()}
 
 
+def _copying_settings(
+    n_exp: int, batch_size: int, seg_len: int, rep: int, burn_in: int, vocab_size: int, seed: int, positions: np.ndarray
+) -> dict:
+    """Return the copying-test settings every experiment record holds, under their argument names."""
+    return {
+        "n_exp": n_exp,
+        "batch_size": batch_size,
+        "seg_len": seg_len,
+        "rep": rep,
+        "burn_in": burn_in,
+        "vocab_size": vocab_size,
+        "seed": seed,
+        "positions": positions,
+    }
+
+
 def shuffle_exp(
     model: AnyGPT2,
     configuration: object | None,
@@ -322,14 +338,7 @@ def shuffle_exp(
         K=K,
         heads=heads,
         strength=strength,
-        n_exp=n_exp,
-        batch_size=batch_size,
-        seg_len=seg_len,
-        rep=rep,
-        burn_in=burn_in,
-        vocab_size=vocab_size,
-        seed=seed,
-        positions=positions,
+        **_copying_settings(n_exp, batch_size, seg_len, rep, burn_in, vocab_size, seed, positions),
         summary=condition_summary(probs, errs, _per_repetition(errs["original"])),
         by_position=by_position(probs, errs),
         pairs={kind: rows[0] for kind, rows in pairs.items()},
@@ -395,14 +404,7 @@ def shuffle_sweep(
         heads=heads,
         strength=strengths[Ks.index(max(Ks))],
         n_strong=n_strong,
-        n_exp=n_exp,
-        batch_size=batch_size,
-        seg_len=seg_len,
-        rep=rep,
-        burn_in=burn_in,
-        vocab_size=vocab_size,
-        seed=seed,
-        positions=positions,
+        **_copying_settings(n_exp, batch_size, seg_len, rep, burn_in, vocab_size, seed, positions),
         summary=condition_summary(probs, errs, _per_repetition(errs["original"])),
         pairs=pairs,
     )
@@ -562,14 +564,7 @@ def project_exp(
         heads=heads,
         strength=strength,
         stack_energy_at_rank=[float(energy[r - 1]) if r else 0.0 for r in ranks],
-        n_exp=n_exp,
-        batch_size=batch_size,
-        seg_len=seg_len,
-        rep=rep,
-        burn_in=burn_in,
-        vocab_size=vocab_size,
-        seed=seed,
-        positions=positions,
+        **_copying_settings(n_exp, batch_size, seg_len, rep, burn_in, vocab_size, seed, positions),
         summary=condition_summary(probs, errs, _per_repetition(errs["common subspace"][0])),
     )
     action = "Projecting out" if project_out else "Keeping only"
