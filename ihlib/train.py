@@ -9,7 +9,9 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -112,22 +114,55 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
     model = new_model(cfg.gpt2_config())
     if cfg.position_init_scale > 0:
         init_sinusoidal_positions(model, cfg.position_init_scale)
+
+    def batch_loss(step: int) -> torch.Tensor:
+        ids, labels = training_batch(cfg, generator)
+        return model(ids, labels=labels).loss
+
+    log = optimise(model, cfg, batch_loss, progress=progress)
+    return model.eval(), log
+
+
+def optimise(
+    model: GPT2LMHeadModel,
+    cfg: TrainConfig | Any,
+    batch_loss: Callable[[int], torch.Tensor],
+    *,
+    progress: bool = True,
+    on_checkpoint: Callable[[int, float], None] | None = None,
+    checkpoint_every: int = 0,
+) -> dict:
+    """Run `cfg.steps` AdamW steps on `batch_loss(step)` (warm-up, cosine decay, clipping); return the loss log.
+
+    Every `checkpoint_every` steps (and at step 0) `on_checkpoint(step, recent_loss)` runs with the model in eval mode.
+    """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
+    if on_checkpoint is not None:
+        _checkpoint(model, on_checkpoint, 0, float("nan"))
     model.train()
     losses, start = [], time.perf_counter()
-    for _ in tqdm(range(cfg.steps), desc="training", disable=not progress):
-        ids, labels = training_batch(cfg, generator)
-        loss = model(ids, labels=labels).loss
+    for step in tqdm(range(cfg.steps), desc="training", disable=not progress):
+        loss = batch_loss(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(loss.item())
+        if on_checkpoint is not None and (step + 1) % checkpoint_every == 0:
+            _checkpoint(model, on_checkpoint, step + 1, sum(losses[-checkpoint_every:]) / checkpoint_every)
     log = {"seconds": time.perf_counter() - start, "final_loss": sum(losses[-50:]) / len(losses[-50:])}
     log["losses"] = losses[:: max(1, cfg.steps // 100)]
-    return model.eval(), log
+    return log
+
+
+def _checkpoint(model: GPT2LMHeadModel, on_checkpoint: Callable[[int, float], None], step: int, loss: float) -> None:
+    """Call `on_checkpoint(step, loss)` with the model in eval mode, then return it to training mode."""
+    model.eval()
+    with torch.no_grad():
+        on_checkpoint(step, loss)
+    model.train()
 
 
 def _lr_factor(step: int, cfg: TrainConfig) -> float:

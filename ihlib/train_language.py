@@ -1,0 +1,210 @@
+"""Train the embedded language model: a small GPT-2 on a synthetic language, with copy-task rows mixed in.
+
+Run `python -m ihlib.train_language` to retrain it (seeded, CPU) into `ihlib/language_model/`.
+Each batch holds `copy_fraction` rows of the copy task (a random segment repeated after a random prefix,
+loss on the repeated tokens only, as for the copy model) and documents of `ihlib.language` (loss on every
+token); head scores are recorded at checkpoints, so the phase change in which induction forms is on file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from ihlib.data import copy_positions, repeated_tokens
+from ihlib.errors import IHLibError
+from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, word_entropies
+from ihlib.metrics import pred_probs
+from ihlib.models import new_model
+from ihlib.scoring import head_scores
+from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
+
+LANGUAGE_MODEL_DIR = Path(__file__).parent / "language_model"
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageTrainConfig:
+    """Architecture, data mix and optimisation settings of the embedded language model."""
+
+    vocab_size: int = 512
+    n_positions: int = 128
+    n_embd: int = 128
+    n_layer: int = 4
+    n_head: int = 8
+    steps: int = 4000
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.05
+    copy_fraction: float = 0.25
+    copy_weight: float = 1.0
+    copy_only_steps: int = 1000
+    min_seg: int = 4
+    max_seg: int = 30
+    max_prefix: int = 8
+    long_prefix_fraction: float = 0.5
+    position_init_scale: float = 0.03
+    checkpoint_every: int = 250
+    seed: int = 0
+    language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
+
+    def __post_init__(self) -> None:
+        """Reject a language whose vocabulary differs from the model's, and mixes outside [0, 1]."""
+        if self.language.vocab_size != self.vocab_size:
+            raise IHLibError(f"language.vocab_size={self.language.vocab_size} must equal vocab_size={self.vocab_size}.")
+        if not 0.0 <= self.copy_fraction <= 1.0:
+            raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
+        self.copy_task(1)
+
+    @property
+    def n_copy_rows(self) -> int:
+        """Rows per batch that hold the copy task (after the copy-only steps)."""
+        return round(self.copy_fraction * self.batch_size)
+
+    def copy_task(self, rows: int) -> TrainConfig:
+        """The copy-task batch settings for `rows` rows (loss on repeated tokens only)."""
+        return TrainConfig(
+            vocab_size=self.vocab_size,
+            n_positions=self.n_positions,
+            batch_size=rows,
+            seq_len=self.seq_len,
+            min_seg=self.min_seg,
+            max_seg=self.max_seg,
+            max_prefix=self.max_prefix,
+            long_prefix_fraction=self.long_prefix_fraction,
+        )
+
+    def gpt2_config(self) -> GPT2Config:
+        """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
+        return dataclasses.replace(
+            self.copy_task(1), n_embd=self.n_embd, n_layer=self.n_layer, n_head=self.n_head
+        ).gpt2_config()
+
+
+def mixed_batch_loss(
+    model: GPT2LMHeadModel,
+    cfg: LanguageTrainConfig,
+    language: SyntheticLanguage,
+    step: int,
+    generator: torch.Generator,
+    rng: np.random.Generator,
+) -> torch.Tensor:
+    """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss."""
+    device = model.lm_head.weight.device
+    n_copy = cfg.batch_size if step < cfg.copy_only_steps else cfg.n_copy_rows
+    loss = torch.zeros((), device=device)
+    if n_copy > 0:
+        ids, labels = training_batch(cfg.copy_task(n_copy), generator)
+        logits = model(ids.to(device)).logits[:, :-1]
+        loss = loss + cfg.copy_weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
+    if n_copy < cfg.batch_size:
+        docs = torch.from_numpy(language.sample(cfg.batch_size - n_copy, cfg.seq_len, rng).ids).to(device)
+        logits = model(docs).logits[:, :-1]
+        loss = loss + F.cross_entropy(logits.flatten(0, 1), docs[:, 1:].flatten())
+    return loss
+
+
+def train_language(
+    cfg: LanguageTrainConfig,
+    *,
+    progress: bool = True,
+    device: str = "cpu",
+    on_checkpoint: Callable[[list[dict]], None] | None = None,
+) -> tuple[GPT2LMHeadModel, dict]:
+    """Train from scratch under `cfg`; return the model (eval mode, on CPU) and a log with head-score checkpoints.
+
+    `on_checkpoint(checkpoints)` sees the checkpoint records so far after each one (e.g. to save progress).
+    """
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    language = SyntheticLanguage(cfg.language)
+    model = new_model(cfg.gpt2_config())
+    if cfg.position_init_scale > 0:
+        init_sinusoidal_positions(model, cfg.position_init_scale)
+    model.to(device)
+    checkpoints: list[dict] = []
+
+    def record(step: int, loss: float) -> None:
+        scores = head_scores(model, batch_size=20)
+        checkpoints.append(
+            {"step": step, "loss": loss, "induction": scores.induction.tolist(), "shifting": scores.shifting.tolist()}
+        )
+        if on_checkpoint is not None:
+            on_checkpoint(checkpoints)
+
+    log = optimise(
+        model,
+        cfg,
+        lambda step: mixed_batch_loss(model, cfg, language, step, generator, rng),
+        progress=progress,
+        on_checkpoint=record,
+        checkpoint_every=cfg.checkpoint_every,
+    )
+    return model.cpu().eval(), {**log, "checkpoints": checkpoints}
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModelReport:
+    """What the trained model does: held-out word loss beside the data's entropies, copying, head scores."""
+
+    word_loss: float
+    unigram_entropy: float
+    bigram_entropy: float
+    copy_accuracy: float
+    induction: np.ndarray
+    shifting: np.ndarray
+
+
+def evaluate(
+    model: GPT2LMHeadModel, cfg: LanguageTrainConfig, *, n_docs: int = 200, seed: int = 12345
+) -> LanguageModelReport:
+    """Held-out loss on ordinary word tokens, the data's entropies (from 20x more documents), copying and scores."""
+    rng = np.random.default_rng(seed)
+    language = SyntheticLanguage(cfg.language)
+    held_out = language.sample(n_docs, cfg.seq_len, rng)
+    entropies = word_entropies(language.sample(20 * n_docs, cfg.seq_len, rng))
+    ids = torch.from_numpy(held_out.ids)
+    with torch.no_grad():
+        logits = model(ids).logits[:, :-1].float()
+    token_loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
+    is_word = torch.from_numpy(held_out.kinds[:, 1:] == WORD).flatten()
+    seg = 25
+    copies = repeated_tokens(100, seg, cfg.vocab_size, rep=2, seed=seed)
+    _, errs = pred_probs(model, copies, copy_positions(seg, rep=2, burn_in=0))
+    scores = head_scores(model)
+    return LanguageModelReport(
+        word_loss=float(token_loss[is_word].mean()),
+        unigram_entropy=entropies.unigram,
+        bigram_entropy=entropies.bigram,
+        copy_accuracy=float(1.0 - errs.mean()),
+        induction=scores.induction,
+        shifting=scores.shifting,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: retrain the language model, optionally overriding steps, seed, device and output folder."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=LANGUAGE_MODEL_DIR, help="output folder")
+    parser.add_argument("--steps", type=int, default=LanguageTrainConfig.steps)
+    parser.add_argument("--seed", type=int, default=LanguageTrainConfig.seed)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the shipped weights used 1)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = dataclasses.replace(LanguageTrainConfig(), steps=args.steps, seed=args.seed)
+    model, log = train_language(cfg)
+    save(model, cfg, log, args.out)
+    print(f"trained in {log['seconds']:.0f} s, final loss {log['final_loss']:.3f}, saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Sweep language-model training variants in parallel (one process each, on the GPU when there is one).
+
+Usage: python scripts/sweep_language.py OUT_DIR [--steps N] [--deadline SECONDS] [--only NAME ...]
+Writes OUT_DIR/<variant>.json (configuration, evaluation, head-score checkpoints) as each run finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import torch
+
+from ihlib.language import LanguageConfig
+from ihlib.train_language import LanguageTrainConfig, evaluate, train_language
+
+BASE = LanguageTrainConfig()
+LANG = LanguageConfig()
+VARIANTS: dict[str, LanguageTrainConfig] = {
+    "base_s0": BASE,
+    "base_s1": dataclasses.replace(BASE, seed=1),
+    "base_s2": dataclasses.replace(BASE, seed=2),
+    "copy50_s0": dataclasses.replace(BASE, copy_fraction=0.5),
+    "copy50_s1": dataclasses.replace(BASE, copy_fraction=0.5, seed=1),
+    "copyfirst_s0": dataclasses.replace(BASE, copy_only_steps=1000),
+    "copyfirst_s1": dataclasses.replace(BASE, copy_only_steps=1000, seed=1),
+    "nocopy_s0": dataclasses.replace(BASE, copy_fraction=0.0),
+    "nocopy_morerepeats_s0": dataclasses.replace(
+        BASE, copy_fraction=0.0, language=dataclasses.replace(LANG, name_rate=0.15, copy_rate=0.9)
+    ),
+    "batch64_s0": dataclasses.replace(BASE, batch_size=64),
+    "copyweight3_s0": dataclasses.replace(BASE, copy_weight=3.0),
+    "lr2e-3_s0": dataclasses.replace(BASE, lr=2e-3),
+    "layers5_s0": dataclasses.replace(BASE, n_layer=5),
+    "copy12_s0": dataclasses.replace(BASE, copy_fraction=0.125),
+    "morenames_s0": dataclasses.replace(BASE, language=dataclasses.replace(LANG, names_per_doc=8, name_rate=0.15)),
+    "noisy_s0": dataclasses.replace(BASE, language=dataclasses.replace(LANG, noise=0.2)),
+}
+COPY_FIRST = dataclasses.replace(BASE, copy_only_steps=1000)
+VARIANTS |= {
+    "copyfirst_s2": dataclasses.replace(COPY_FIRST, seed=2),
+    "copyfirst_layers5_s0": dataclasses.replace(COPY_FIRST, n_layer=5),
+    "copyfirst_layers5_s1": dataclasses.replace(COPY_FIRST, n_layer=5, seed=1),
+    "copyfirst_copy50_s0": dataclasses.replace(COPY_FIRST, copy_fraction=0.5),
+    "copyfirst2000_s0": dataclasses.replace(COPY_FIRST, copy_only_steps=2000),
+    "copyfirst_heads4_layers5_s0": dataclasses.replace(COPY_FIRST, n_layer=5, n_head=4),
+    "copyfirst_morenames_s0": dataclasses.replace(
+        COPY_FIRST, language=dataclasses.replace(LANG, names_per_doc=8, name_rate=0.15, copy_rate=0.8)
+    ),
+    "copyfirst_nocopyafter_s0": dataclasses.replace(COPY_FIRST, copy_fraction=0.0),
+}
+
+
+def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
+    """Train one variant, evaluate it and write its record to `out_dir/name.json`."""
+    torch.set_num_threads(1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    path = out_dir / f"{name}.json"
+    model, log = train_language(
+        cfg, progress=False, device=device, on_checkpoint=lambda c: path.write_text(json.dumps(_summary(name, c)))
+    )
+    report = evaluate(model, cfg)
+    record = {
+        **_summary(name, log["checkpoints"]),
+        "config": dataclasses.asdict(cfg),
+        "device": device,
+        "seconds": log["seconds"],
+        "final_loss": log["final_loss"],
+        "word_loss": report.word_loss,
+        "unigram_entropy": report.unigram_entropy,
+        "bigram_entropy": report.bigram_entropy,
+        "copy_accuracy": report.copy_accuracy,
+        "induction": report.induction.round(3).tolist(),
+        "shifting": report.shifting.round(3).tolist(),
+    }
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _summary(name: str, checkpoints: list[dict]) -> dict:
+    """The run's name and, per checkpoint, its step, loss and per-layer best induction and shifting scores."""
+    return {
+        "name": name,
+        "checkpoints": [
+            {
+                "step": c["step"],
+                "loss": c["loss"],
+                "induction_by_layer": [round(max(row), 3) for row in c["induction"]],
+                "shifting_by_layer": [round(max(row), 3) for row in c["shifting"]],
+            }
+            for c in checkpoints
+        ],
+    }
+
+
+def main() -> None:
+    """Run the chosen variants in parallel until done or until the deadline, then stop the rest."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--steps", type=int, default=BASE.steps)
+    parser.add_argument("--deadline", type=float, default=3600.0)
+    parser.add_argument("--only", nargs="*", default=None)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = args.only or list(VARIANTS)
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=run_variant, args=(n, dataclasses.replace(VARIANTS[n], steps=args.steps), args.out))
+        for n in names
+    ]
+    start = time.time()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=max(0.0, args.deadline - (time.time() - start)))
+    for n, p in zip(names, procs, strict=True):
+        if p.is_alive():
+            p.terminate()
+            print(f"{n}: stopped at the deadline")
+    print(f"sweep took {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
