@@ -3,8 +3,11 @@
 Data flows `models` -> `weights` / `scoring` -> `heads` (which heads count) -> the claims (`diagonal`,
 `subspaces`, `shuffling`, `projection`, over `factored`, `copying`, `edits`, `stats`) -> `results` (saving),
 `plots_*`, `tables`, `prose` / `verdicts` -> the book. The seed notebook's one-call functions live in
-`ihlib.seed` and are re-exported here, so that `from ihlib import ...` replaces `from analysis_utils import ...`.
+`ihlib.seed` and are re-exported here, so that `from ihlib import ...` replaces `from analysis_utils import ...`;
+they draw figures, so they load (with matplotlib) on first use: `import ihlib` alone does not import matplotlib.
 """
+
+import importlib
 
 from ihlib.copying import CopyingSettings, pred_probs
 from ihlib.data import copy_positions, repeated_tokens
@@ -33,16 +36,8 @@ from ihlib.heads import (
 )
 from ihlib.models import DEFAULT_MODEL_NAME, load_model, model_label, new_model, transformer_of, unembedding
 from ihlib.projection import ProjectionResult, common_subspace, project
-from ihlib.results import save_result, write_rankings
+from ihlib.results import create_folder, save_result, write_rankings
 from ihlib.scoring import HeadScores, attention_patterns, head_scores, scores_by_position
-from ihlib.seed import (
-    create_folder,
-    project_exp,
-    qkov_matching,
-    qkov_matching_summary,
-    shuffle_exp,
-    subspace_matching,
-)
 from ihlib.shuffling import ShuffleResult, ShuffleSweep, shuffle, shuffle_sweep
 from ihlib.stats import mean_ci
 from ihlib.subspaces import SubspaceMatching, match_subspaces, subspace_match_score
@@ -113,3 +108,12 @@ __all__ = [
     "unembedding",
     "write_rankings",
 ]
+
+SEED_FUNCTIONS = ("project_exp", "qkov_matching", "qkov_matching_summary", "shuffle_exp", "subspace_matching")
+
+
+def __getattr__(name: str) -> object:
+    """Load the seed's one-call functions from `ihlib.seed` on first use."""
+    if name in SEED_FUNCTIONS:
+        return getattr(importlib.import_module("ihlib.seed"), name)
+    raise AttributeError(f"module 'ihlib' has no attribute {name!r}")
