@@ -13,18 +13,17 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import warnings
 
 import matplotlib
 import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from ihlib.copying import CopyingSettings
 from ihlib.data import copy_positions
 from ihlib.edits import exchange_edit
-from ihlib.experiments import copying_batches, shuffle_exp
 from ihlib.models import new_model
-from ihlib.scoring import HeadScores
+from ihlib.shuffling import shuffle
 
 matplotlib.use("Agg")
 
@@ -92,8 +91,8 @@ def main() -> None:
     model = gpt2_small()
     vocab = model.config.vocab_size
     heads = [[layer, head] for layer in range(1, 11) for head in range(12)][:: 120 // args.k][: args.k]
-    scores = HeadScores(np.zeros((12, 12)), np.zeros((12, 12)))  # the benchmark times edits and forwards only
-    batches = copying_batches(args.n_exp, args.batch_size, args.seg_len, vocab, rep, seed)
+    settings = CopyingSettings(args.seg_len, rep, args.batch_size, burn_in, args.n_exp, seed, vocab)
+    batches = settings.batches()
     positions = copy_positions(args.seg_len, rep, burn_in)
     n_conditions = 3
     print(
@@ -101,24 +100,8 @@ def main() -> None:
         f"batch {args.batch_size} x {rep * args.seg_len} tokens, {n_conditions * args.n_exp} conditions"
     )
     plain_forwards(model, batches[:1], positions, 1)  # warm-up
-    with warnings.catch_warnings(), Timer() as ours:
-        warnings.simplefilter("ignore")
-        result = shuffle_exp(
-            model,
-            model.config,
-            args.seg_len,
-            vocab,
-            heads,
-            None,
-            component=args.component,
-            n_exp=args.n_exp,
-            batch_size=args.batch_size,
-            rep=rep,
-            seed=seed,
-            burn_in=burn_in,
-            scores=scores,
-            progress=False,
-        )
+    with Timer() as ours:
+        result = shuffle(model, heads, component=args.component, settings=settings, progress=False)
     with Timer() as plain:
         plain_forwards(model, batches, positions, n_conditions)
     with tempfile.TemporaryDirectory() as path:

@@ -1,9 +1,12 @@
-"""Time the full Claim-2 computation at GPT-2-small shapes: ihlib's factored path vs per-pair dense SVDs.
+"""Time the full Claim-2 computation at GPT-2-small shapes: ihlib's batched path, the pre-redesign path, dense SVDs.
 
 Random weights `(12, 12, 4, 768, 64)`, K = 10 IHs and 10 shifting heads, ranks 2, 3, 5, 10, methods
 largest and mean, the three matchings (IH x IH, SH x SH, IH x SH), 50 baseline samples, no figures.
 The reference does what the seed's helpers did: a dense `numpy.linalg.svd` of both `d_model x d_model`
 products for every pair (listed pairs and random-head baseline pairs). It also checks that both agree.
+The pre-redesign path (`chunked_subspaces`, reproduced here) computed the per-head SVDs lazily, 16 heads
+per batch, into full-size float64 caches; the ratio "old / new" compares it with today's one batched pass over all
+heads (`ihlib.factored.head_subspaces`).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_subspace.py  # full reference (about 3 minutes on 2 cores)
     python benchmarks/bench_subspace.py --reference-pairs 10      # reference on 10 pairs per list, extrapolated
@@ -23,7 +26,9 @@ import time
 import numpy as np
 import torch
 
-from ihlib.matching import head_subspaces, match_subspaces
+from ihlib.factored import SIDE_FACTORS, HeadSubspaces, head_subspaces, right_singular_subspace, single_threaded
+from ihlib.heads import draw_head_pairs
+from ihlib.subspaces import match_subspaces
 from ihlib.weights import K, O, Q, V
 
 
@@ -37,7 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ranks", type=int, nargs="+", default=[2, 3, 5, 10])
     parser.add_argument("--num-samp", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=7, help="timed runs of the factored path (median reported)")
-    parser.add_argument("--reference-pairs", type=int, default=None, help="time the reference on this many pairs")
+    parser.add_argument("--reference-pairs", type=int, default=10, help="time the dense reference on this many pairs")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args()
 
@@ -55,22 +60,66 @@ def random_setting(args: argparse.Namespace) -> tuple[torch.Tensor, list, list]:
 MATCHINGS = {"IH x IH": (True, False), "SH x SH": (False, True), "IH x SH": (True, True)}  # (use IHs, use SHs)
 
 
-def factored_claim2(W_all: torch.Tensor, IH_list: list, SH_list: list, args: argparse.Namespace) -> dict:
-    """ihlib's path: one SVD per head (shared by the three matchings), then the three matchings without figures."""
-    subspaces = head_subspaces(W_all, max(args.ranks))
+HEAD_CHUNK = 16  # heads per batched SVD step in the pre-redesign path
+
+
+@torch.no_grad()
+@single_threaded()
+def chunked_subspaces(W_all: torch.Tensor, IH_list: list, SH_list: list, args: argparse.Namespace) -> HeadSubspaces:
+    """The pre-redesign path: full-size float64 caches, filled 16 heads at a time for the heads the matchings read.
+
+    Those are the listed heads and the heads of the random-head baselines (drawn as `match_subspaces` draws them);
+    converting each chunk to float64 and the Python bookkeeping around it is what the batched pass removes.
+    """
+    n_layer, n_head, _, d_model, _ = W_all.shape
+    rank = max(args.ranks)
+    bases = {side: torch.zeros(n_layer, n_head, d_model, rank, dtype=torch.float64) for side in SIDE_FACTORS}
+    values = {side: torch.zeros(n_layer, n_head, rank, dtype=torch.float64) for side in SIDE_FACTORS}
+    ready = {side: np.zeros((n_layer, n_head), dtype=bool) for side in SIDE_FACTORS}
+    needed = {"key": [], "output": []}
+    for mode, (use_ih, use_sh) in MATCHINGS.items():
+        rows, cols = (IH_list if use_ih else SH_list), (SH_list if use_sh else IH_list)
+        rng = np.random.default_rng(args.seed).spawn(2)[1]
+        pairs, _ = draw_head_pairs((n_layer, n_head), rows + cols, args.num_samp, rng)
+        row_side, col_side = SIDES[mode]
+        needed[row_side] += rows + pairs[:, 0].tolist()
+        needed[col_side] += cols + pairs[:, 1].tolist()
+    for side, heads in needed.items():
+        heads = np.asarray(heads).reshape(-1, 2)
+        missing = np.unique(heads[~ready[side][heads[:, 0], heads[:, 1]]], axis=0)
+        first, second = SIDE_FACTORS[side]
+        for start in range(0, len(missing), HEAD_CHUNK):
+            chunk = missing[start : start + HEAD_CHUNK]
+            layers, cols = torch.from_numpy(chunk[:, 0]), torch.from_numpy(chunk[:, 1])
+            A, B = W_all[layers, cols, first].double(), W_all[layers, cols, second].double()
+            values[side][layers, cols], bases[side][layers, cols] = right_singular_subspace(A, B, rank)
+            ready[side][chunk[:, 0], chunk[:, 1]] = True
+    return HeadSubspaces(bases, values, int(W_all.shape[-1]))
+
+
+def matchings(subspaces: HeadSubspaces, IH_list: list, SH_list: list, args: argparse.Namespace) -> dict:
+    """The three matchings (IH x IH, SH x SH, IH x SH) with both baselines, from per-head subspaces."""
     return {
         mode: match_subspaces(
-            W_all,
-            IH_list if use_ih else None,
-            SH_list if use_sh else None,
-            args.ranks,
+            subspaces,
+            IH_list=IH_list if use_ih else None,
+            Shifting_list=SH_list if use_sh else None,
+            ranks=args.ranks,
             num_samp=args.num_samp,
             seed=args.seed,
-            subspaces=subspaces,
-            plot=False,
         )
         for mode, (use_ih, use_sh) in MATCHINGS.items()
     }
+
+
+def factored_claim2(W_all: torch.Tensor, IH_list: list, SH_list: list, args: argparse.Namespace) -> dict:
+    """ihlib's path: one batched SVD pass over all heads, then the three matchings without figures."""
+    return matchings(head_subspaces(W_all, max(args.ranks)), IH_list, SH_list, args)
+
+
+def chunked_claim2(W_all: torch.Tensor, IH_list: list, SH_list: list, args: argparse.Namespace) -> dict:
+    """The pre-redesign path: lazily chunked per-head SVDs, then the same three matchings."""
+    return matchings(chunked_subspaces(W_all, IH_list, SH_list, args), IH_list, SH_list, args)
 
 
 def dense_basis(W_all: torch.Tensor, head: list, side: str, rank: int) -> np.ndarray:
@@ -148,19 +197,26 @@ def main() -> None:
         f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}"
     )
     fast = factored_claim2(W_all, IH_list, SH_list, args)
-    times = []
+    old = chunked_claim2(W_all, IH_list, SH_list, args)
+    same = all(np.array_equal(fast[m].s_match, old[m].s_match) for m in MATCHINGS)
+    times = {"new": [], "old": []}
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        factored_claim2(W_all, IH_list, SH_list, args)
-        times.append(time.perf_counter() - start)
-    fast_s = statistics.median(times)
-    print(f"factored (ihlib): median {fast_s:.3f} s, min {min(times):.3f} s over {args.repeats} runs")
+        for name, run in (("new", factored_claim2), ("old", chunked_claim2)):
+            start = time.perf_counter()
+            run(W_all, IH_list, SH_list, args)
+            times[name].append(time.perf_counter() - start)
+    fast_s, old_s = statistics.median(times["new"]), statistics.median(times["old"])
+    print(
+        f"new (batched over all heads): median {fast_s:.3f} s, min {min(times['new']):.3f} s over {args.repeats} runs"
+    )
+    print(f"old (chunks of {HEAD_CHUNK} heads): median {old_s:.3f} s, min {min(times['old']):.3f} s")
+    print(f"ratio old / new: {old_s / fast_s:.2f}x (scores bitwise equal: {same})")
     ref = reference_claim2(W_all, fast, args)
     ref_s = ref["pair_s"] * ref["total"] / ref["done"] + ref["gaussian_s"]
     how = "measured" if ref["done"] == ref["total"] else f"extrapolated from {ref['done']}"
     print(f"reference (dense SVDs per pair): {ref_s:.1f} s for {ref['total']} pairs ({how})")
     print(f"max |factored - reference| over the {ref['done']} pairs checked: {ref['max_diff']:.2e}")
-    print(f"ratio reference / factored: {ref_s / fast_s:.0f}x")
+    print(f"ratio reference / new: {ref_s / fast_s:.0f}x")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ihlib.errors import IHLibError
+from ihlib.heads import all_heads, check_heads
 from ihlib.models import AnyGPT2, transformer_of
 
 COMPONENTS = ("QK", "OV")
@@ -30,22 +31,9 @@ def check_component(component: str) -> str:
     return component
 
 
-def validated_heads(model: AnyGPT2, heads: list, name: str = "heads") -> list[list[int]]:
-    """Return `heads` as distinct `[layer, head]` int pairs of `model`, or raise naming the allowed range."""
-    n_layer, n_head = model.config.n_layer, model.config.n_head
-    pairs = []
-    for item in heads:
-        if len(item) != 2:
-            raise IHLibError(f"Each entry of {name} must be [layer, head]; got {item!r}.")
-        layer, head = int(item[0]), int(item[1])
-        if not (0 <= layer < n_layer and 0 <= head < n_head):
-            raise IHLibError(
-                f"{name} contains [{layer}, {head}]: layers must be in 0..{n_layer - 1}, heads in 0..{n_head - 1}."
-            )
-        if [layer, head] in pairs:
-            raise IHLibError(f"{name} lists [{layer}, {head}] twice; each head may appear once.")
-        pairs.append([layer, head])
-    return pairs
+def model_heads(model: AnyGPT2, heads: object, name: str = "heads") -> list[list[int]]:
+    """Return `heads` as distinct `[layer, head]` int pairs of `model` (`heads.check_heads`), or raise."""
+    return check_heads(heads, (model.config.n_layer, model.config.n_head), name=name)
 
 
 def _qkv_columns(model: AnyGPT2, layer: int, head: int, part: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +96,7 @@ def exchange_pairs(
     """
     if kind not in EXCHANGE_KINDS:
         raise IHLibError(f"kind must be one of {EXCHANGE_KINDS}, got {kind!r}.")
-    targets = validated_heads(model, heads)
+    targets = model_heads(model, heads)
     rng = np.random.default_rng(rng)
     if kind == "original":
         return []
@@ -132,9 +120,9 @@ def exchange_pairs(
 def random_candidates(model: AnyGPT2, heads: list, pool: list | None) -> list[list[int]]:
     """Return the heads of `pool` (default: all heads of the model) outside `heads`; raise if there are none."""
     if pool is None:
-        pool = [[layer, head] for layer in range(model.config.n_layer) for head in range(model.config.n_head)]
-    targets = validated_heads(model, heads)
-    candidates = [pair for pair in validated_heads(model, pool, "pool") if pair not in targets]
+        pool = all_heads((model.config.n_layer, model.config.n_head))
+    targets = model_heads(model, heads)
+    candidates = [pair for pair in model_heads(model, pool, "pool") if pair not in targets]
     if not candidates:
         raise IHLibError("The random baseline needs heads outside the edited set, but the pool has none.")
     return candidates
@@ -180,7 +168,7 @@ def projection_edit(
     column-convention maps of each head in `heads`. Biases are left as they are. Restored bitwise on exit.
     """
     check_component(component)
-    pairs = validated_heads(model, heads)
+    pairs = model_heads(model, heads)
     d_model = model.config.n_embd
     if tuple(P.shape) != (d_model, d_model):
         raise IHLibError(f"P must have shape ({d_model}, {d_model}) for this model, got {tuple(P.shape)}.")

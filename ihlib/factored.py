@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ihlib.errors import IHLibError
+from ihlib.heads import check_heads
 from ihlib.weights import K, O, Q, V, check_w_all
 
 CHOLESKY_MIN_DIAG_RATIO = 1e-4  # below this R's diagonal spread, CholeskyQR loses orthogonality: use Householder
@@ -149,3 +151,96 @@ def ov_svd(W_all: torch.Tensor, rank: int | None = None) -> ThinSVD:
     check_w_all(W_all)
     W = W_all.double()
     return thin_svd_product(W[:, :, O], W[:, :, V], rank)
+
+
+SIDE_FACTORS = {"key": (Q, K), "output": (V, O)}  # right singular vectors of W_q W_k^T and of W_v W_o^T = W_ov^T
+
+
+@dataclass(frozen=True)
+class HeadSubspaces:
+    """Top-`max_rank` singular bases of every head, float64: `bases[side] (L, H, d_model, r)`, `values[side] (L, H, r)`.
+
+    Key side: right singular vectors of `W_qk = W_q W_k^T`; output side: left singular vectors of
+    `W_ov = W_o W_v^T` (the right ones of `W_v W_o^T`). Singular values descending.
+    """
+
+    bases_by_side: dict[str, torch.Tensor]
+    values_by_side: dict[str, torch.Tensor]
+    d_head: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """`(n_layer, n_head)` of the model the subspaces come from."""
+        return tuple(self.bases_by_side["key"].shape[:2])
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return int(self.bases_by_side["key"].shape[2])
+
+    @property
+    def max_rank(self) -> int:
+        """Number of singular directions kept per head."""
+        return int(self.bases_by_side["key"].shape[3])
+
+    def bases(self, side: str, heads: list | np.ndarray) -> torch.Tensor:
+        """Return the `(n, d_model, max_rank)` bases of `heads` (`[layer, head]` rows) on `side` ("key" or "output")."""
+        layers, cols = self._index(side, heads)
+        return self.bases_by_side[side][layers, cols]
+
+    def values(self, side: str, heads: list | np.ndarray) -> torch.Tensor:
+        """Return the top `(n, max_rank)` singular values of `W_qk` ("key") or `W_ov` ("output") of `heads`."""
+        layers, cols = self._index(side, heads)
+        return self.values_by_side[side][layers, cols]
+
+    def _index(self, side: str, heads: list | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the `(layers, heads)` index tensors of `heads` `(n, 2)`; raise for an unknown side."""
+        if side not in SIDE_FACTORS:
+            raise IHLibError(f"Unknown side {side!r}: choose 'key' (W_qk) or 'output' (W_ov).")
+        heads = np.asarray(heads, dtype=np.int64).reshape(-1, 2)
+        return torch.from_numpy(heads[:, 0]), torch.from_numpy(heads[:, 1])
+
+
+@torch.no_grad()
+@single_threaded()
+def head_subspaces(W_all: torch.Tensor, max_rank: int | None = None) -> HeadSubspaces:
+    """Key (`W_qk`) and output (`W_ov`) subspaces of every head up to `max_rank` (default d_head): one batched pass.
+
+    One CholeskyQR (or Householder QR), one Gram product and one symmetric eigendecomposition per side for
+    all heads together (`right_singular_subspace`), float64 on the CPU.
+    """
+    check_w_all(W_all)
+    rank = W_all.shape[-1] if max_rank is None else check_rank(max_rank, W_all.shape[-1])
+    W = W_all.detach().cpu().double()
+    bases, values = {}, {}
+    for side, (first, second) in SIDE_FACTORS.items():
+        values[side], bases[side] = right_singular_subspace(W[:, :, first], W[:, :, second], rank)
+    return HeadSubspaces(bases, values, int(W_all.shape[-1]))
+
+
+@torch.no_grad()
+def stacked_qk_svd(W_all: torch.Tensor, heads: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return singular values `(m,)` and right singular vectors `(d_model, m)` of the stack `[W_qk(h) for h in heads]`.
+
+    Factored and batched over heads: `W_q = Q R` gives `W_qk = Q (R W_k^T)` with orthonormal `Q`, so the stack
+    has the singular values and right vectors of the small stack of `R W_k^T`; `m = min(d_model, K d_head)`.
+    """
+    check_w_all(W_all)
+    heads = check_heads(heads, tuple(W_all.shape[:2]))
+    layers, cols = torch.tensor(heads).T
+    W = W_all.detach().cpu()[layers, cols].double()  # (K, 4, d_model, d_head)
+    blocks = torch.linalg.qr(W[:, Q])[1] @ W[:, K].mT  # (K, d_head, d_model)
+    _, S, Vh = torch.linalg.svd(blocks.flatten(0, 1), full_matrices=False)
+    return S, Vh.T
+
+
+def random_orthonormal(rng: np.random.Generator, d: int, rank: int, n: int | None = None) -> torch.Tensor:
+    """Uniformly random orthonormal bases `([n,] d, rank)`, float64: Householder QR of a seeded Gaussian matrix."""
+    shape = (d, rank) if n is None else (n, d, rank)
+    return torch.linalg.qr(torch.from_numpy(rng.standard_normal(shape)))[0]
+
+
+def subspace_projector(V: torch.Tensor, *, project_out: bool) -> torch.Tensor:
+    """Return `I - V V^T` (project the subspace out) or `V V^T` (keep only it), `(d_model, d_model)`."""
+    P = V @ V.T
+    return torch.eye(V.shape[0], dtype=V.dtype, device=V.device) - P if project_out else P

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
+
+from ihlib.projection import ProjectionResult
+from ihlib.shuffling import ShuffleResult, ShuffleSweep
+from ihlib.tables import repetition_table
 
 COLORS = {
     "original": "black",
@@ -42,16 +45,16 @@ def plot_by_position(positions: np.ndarray, by_position: dict, chance: float, ti
     return fig
 
 
-def plot_over_k(Ks: list[int], summary: dict, n_strong: list, threshold: float, title: str) -> plt.Figure:
+def plot_over_k(Ks: list[int], summary: dict, n_counting: list, title: str) -> plt.Figure:
     """Plot mean error and probability against K with 95% intervals, one series per condition.
 
     `summary[condition][metric]` holds `mean`, `low`, `high` arrays `(n_K,)`; tick labels show how many of
-    the K heads score at least `threshold` (`n_strong` entries are None when the heads were not scored).
+    the K heads count as heads of their kind (`n_counting` entries are None when not given).
     """
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
     x = np.asarray(Ks, dtype=float)
     offsets = np.linspace(-0.15, 0.15, len(summary))
-    ticks = [f"{K}" if n is None else f"{K}\n({n})" for K, n in zip(Ks, n_strong, strict=True)]
+    ticks = [f"{K}" if n is None else f"{K}\n({n})" for K, n in zip(Ks, n_counting, strict=True)]
     for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
         for offset, (condition, stats) in zip(offsets, summary.items(), strict=True):
             s = stats[metric]
@@ -59,7 +62,7 @@ def plot_over_k(Ks: list[int], summary: dict, n_strong: list, threshold: float, 
             ax.errorbar(x + offset, s["mean"], yerr=err, fmt="-o", capsize=3, color=COLORS.get(condition))
             ax.plot([], [], "-o", color=COLORS.get(condition), label=condition)
         ax.set_xticks(x, ticks)
-        ax.set_xlabel(f"K heads edited (of which score >= {threshold:.3g})", weight="bold")
+        ax.set_xlabel("K heads edited (of which count as heads of their kind)", weight="bold")
         ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
         ax.set_ylim(-0.02, 1.02)
     axs[0].legend()
@@ -89,15 +92,13 @@ def plot_rank_sweep(ranks: list[int], summary: dict, title: str) -> plt.Figure:
     return fig
 
 
-def plot_repetitions(
-    table: pd.DataFrame, n_real: int, kind: str, component: str, title: str, seed: int = 0
-) -> plt.Figure:
-    """Plot each repetition's error: against K (left) and against the number of intact real heads (right).
+def plot_repetitions(sweep: ShuffleSweep, real: list, *, title: str, seed: int = 0) -> dict[str, plt.Figure]:
+    """Plot each repetition's error: against K (left) and against the number of intact counting heads (right).
 
-    `table` is `experiments.repetition_table(...)` (columns K, condition, err, intact real heads); `n_real`
-    heads count as `kind` heads, edited in their `component`. Points are jittered sideways (seeded) so that
-    equal values stay visible; lines join the means.
+    `real`: the heads that count as heads of the sweep's kind (`heads.counting_heads`). Points are jittered
+    sideways (seeded) so that equal values stay visible; lines join the means.
     """
+    table, n_real, kind, component = repetition_table(sweep, real), len(real), sweep.kind, sweep.component
     rng = np.random.default_rng(seed)
     fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
     conditions = list(dict.fromkeys(table["condition"]))
@@ -122,10 +123,10 @@ def plot_repetitions(
     fig.legend(*axs[0].get_legend_handles_labels(), loc="lower center", ncol=5, frameon=False)
     fig.suptitle(title, weight="bold")
     fig.subplots_adjust(bottom=0.24)
-    return fig
+    return {f"repetitions_{component}": fig}
 
 
-def plot_stack_energy(S: np.ndarray, ranks: list[int], title: str) -> plt.Figure:
+def plot_stack_energy(S: np.ndarray, ranks: list[int], *, title: str) -> dict[str, plt.Figure]:
     """Plot the share of squared singular values `S` (descending) held by the top r directions, against r.
 
     The dashed line is an even spread over all `len(S)` directions; dotted vertical lines mark `ranks`.
@@ -142,4 +143,37 @@ def plot_stack_energy(S: np.ndarray, ranks: list[int], title: str) -> plt.Figure
     ax.set_ylim(0, 1.02)
     ax.legend()
     ax.set_title(title, weight="bold")
-    return fig
+    return {"stack_energy": fig}
+
+
+def plot_shuffle(result: ShuffleResult) -> dict[str, plt.Figure]:
+    """Error and probability by query position for one shuffle experiment, one curve and 95% band per condition."""
+    title = (
+        f"Shuffling {result.component} of K={len(result.heads)} heads\n"
+        f"mean and 95% band over {result.settings.n_exp} repetitions"
+    )
+    chance = 1 / result.settings.vocab_size
+    return {result.name: plot_by_position(result.settings.positions(), result.by_position, chance, title)}
+
+
+def plot_shuffle_sweep(sweep: ShuffleSweep, *, counting: list | None = None) -> dict[str, plt.Figure]:
+    """Error and probability against K for a sweep; `counting` (heads that count) annotates each K with their number."""
+    n_counting = [None if counting is None else sum(h in counting for h in sweep.heads[:K]) for K in sweep.Ks]
+    title = (
+        f"Shuffling {sweep.component} of the top K {sweep.kind} heads\n"
+        f"mean and 95% interval over {sweep.settings.n_exp} repetitions"
+    )
+    return {sweep.name: plot_over_k(sweep.Ks, sweep.summary, n_counting, title)}
+
+
+def plot_projection(result: ProjectionResult) -> dict[str, plt.Figure]:
+    """Error and probability against the projected rank, common vs random subspace (no figure when untested)."""
+    if result.untested:
+        return {}
+    action = "Projecting out" if result.project_out else "Keeping only"
+    where = "W_K" if result.component == "QK" else "W_O"
+    title = (
+        f"{action} the common subspace of {len(result.IH_proj)} IHs' W_QK in {where} of {len(result.heads)} heads, "
+        f"vs a random subspace\nmean and 95% band over {result.settings.n_exp} repetitions"
+    )
+    return {result.name: plot_rank_sweep(result.ranks, result.summary, title)}

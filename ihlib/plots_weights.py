@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 from matplotlib.patches import Rectangle
 
-from ihlib.plots import head_label, head_labels
-
-if TYPE_CHECKING:
-    from ihlib.matching import QKOVMatching, QKOVZScores, SubspaceMatching
+from ihlib.diagonal import SEED_Z_THRESHOLD, QKOVMatching, QKOVZScores
+from ihlib.heads import head_label, head_labels
+from ihlib.subspaces import HeadSpectra, SubspaceMatching
 
 PANEL_COLUMNS = 4
 AXIS_NAMES = {"IH": "IH (key side of W_qk)", "SH": "shifting head (output side of W_ov)"}
@@ -93,7 +91,7 @@ def _zscore_histogram(result: QKOVZScores) -> plt.Figure:
         listed, bins=bins, density=True, alpha=0.6, color="tab:red", label=f"listed IH x SH pairs (n={listed.size})"
     )
     ax.axvline(q95, color="black", linestyle="--", label=f"baseline 95th percentile ({q95:.2f})")
-    ax.axvline(2.0, color="tab:blue", linestyle=":", label="z = 2")
+    ax.axvline(SEED_Z_THRESHOLD, color="tab:blue", linestyle=":", label="z = 2")
     ax.set_xlabel("diagonal z-score of W_qk W_ov")
     ax.set_ylabel("density")
     ax.set_title("Diagonal z-scores: listed pairs vs random head pairs")
@@ -151,7 +149,7 @@ def _matching_histogram(
     ax.set_ylabel("density")
 
 
-def plot_matching_overview(results: list[SubspaceMatching]) -> plt.Figure:
+def plot_matching_overview(results: list[SubspaceMatching]) -> dict[str, plt.Figure]:
     """Listed-pair median (band: 25th-75th percentile) against rank, with both baselines' mean and 95th percentile.
 
     One column per comparison (IH x IH, SH x SH, IH x SH), one row per method.
@@ -184,14 +182,13 @@ def plot_matching_overview(results: list[SubspaceMatching]) -> plt.Figure:
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     fig.suptitle("Subspace matching of the listed heads against random heads and random Gaussian subspaces")
     fig.tight_layout(rect=(0.0, 0.1, 1.0, 1.0))
-    return fig
+    return {"matching_overview": fig}
 
 
-def plot_energy_profiles(panels: dict[str, tuple[np.ndarray, np.ndarray, list]], ranks: list[int]) -> plt.Figure:
-    """Cumulative share of squared singular values: one line per listed head over the band of all heads.
-
-    `panels[side] = (listed (n, d_head), all heads (N, d_head), listed heads)` for side "key" and "output".
-    """
+def plot_energy_profiles(spectra: HeadSpectra) -> dict[str, plt.Figure]:
+    """Cumulative share of squared singular values: one line per listed head over the band of all heads."""
+    panels = {side: (spectra.listed[side], spectra.everyone[side], spectra.heads[side]) for side in spectra.listed}
+    ranks = spectra.ranks
     titles = {"key": "W_qk of the listed IHs (key side)", "output": "W_ov of the listed shifting heads (output side)"}
     fig, axes = plt.subplots(1, len(panels), figsize=(6.2 * len(panels), 4.2), squeeze=False, sharey=True)
     for ax, (side, (listed, everyone, heads)) in zip(axes[0], panels.items(), strict=True):
@@ -210,4 +207,4 @@ def plot_energy_profiles(panels: dict[str, tuple[np.ndarray, np.ndarray, list]],
         ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.suptitle("How much of each head's matrix its top r singular directions hold")
     fig.tight_layout()
-    return fig
+    return {"energy_profiles": fig}

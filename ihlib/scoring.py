@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from ihlib.data import repeated_tokens
 from ihlib.errors import IHLibError
-from ihlib.models import AnyGPT2, transformer_of
+from ihlib.heads import HEAD_KINDS, check_heads, rank_heads
+from ihlib.models import AnyGPT2, model_label, transformer_of
+
+
+@dataclass(frozen=True)
+class ScoreSetting:
+    """The repeated-token sequences scores are measured on: segment length, repetitions, a BOS token first or not."""
+
+    seg_len: int = 25
+    rep: int = 3
+    bos: bool = False
 
 
 @dataclass
 class HeadScores:
-    """Per-head scores `(n_layer, n_head)` and the rankings derived from them (best first)."""
+    """Per-head scores `(n_layer, n_head)`, the rankings derived from them (best first), and their setting."""
 
     induction: np.ndarray
     shifting: np.ndarray
+    setting: ScoreSetting = ScoreSetting()
 
     @property
     def IH_list(self) -> list[list[int]]:
@@ -30,6 +39,42 @@ class HeadScores:
     def Shifting_list(self) -> list[list[int]]:
         """Heads as `[layer, head]`, most previous-token-like first."""
         return rank_heads(self.shifting)
+
+    @property
+    def uniform(self) -> dict[str, float]:
+        """Scores of a head attending uniformly to every earlier token in the same setting (`uniform_head_scores`)."""
+        return uniform_head_scores(self.setting.seg_len, self.setting.rep, self.setting.bos)
+
+    name = "head_scores"
+
+    def record(self) -> dict:
+        """JSON-friendly scores, rankings, the uniform-attention baseline and the setting."""
+        return {
+            "induction": self.induction.tolist(),
+            "shifting": self.shifting.tolist(),
+            "IH_list": self.IH_list,
+            "Shifting_list": self.Shifting_list,
+            "uniform": self.uniform,
+            "setting": asdict(self.setting),
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The `(n_layer, n_head)` score arrays."""
+        return {"induction": self.induction, "shifting": self.shifting}
+
+
+@dataclass
+class PositionScores:
+    """Induction and shifting score of every head at every query position, `(n_layer, n_head, T)`; NaN if undefined."""
+
+    induction: np.ndarray
+    shifting: np.ndarray
+    setting: ScoreSetting = ScoreSetting()
+
+    def head_scores(self) -> HeadScores:
+        """Head scores `(n_layer, n_head)`: the means over query positions."""
+        means = (np.nanmean(getattr(self, kind), axis=-1) for kind in HEAD_KINDS)
+        return HeadScores(*means, self.setting)
 
 
 def attention_patterns(model: AnyGPT2, input_ids: torch.Tensor) -> torch.Tensor:
@@ -66,6 +111,7 @@ def induction_mask(seg_len: int, rep: int, offset: int = 0) -> torch.Tensor:
 
 def head_scores(
     model: AnyGPT2,
+    *,
     batch_size: int = 50,
     seg_len: int = 25,
     rep: int = 3,
@@ -78,22 +124,19 @@ def head_scores(
     over the queries of segments 2..rep. Shifting: attention at offset -1, averaged over queries 2..T-1.
     Both are the means over query positions of `scores_by_position`.
     """
-    return scores_from_positions(scores_by_position(model, batch_size, seg_len, rep, seed, bos_token_id))
-
-
-def scores_from_positions(by_position: dict[str, np.ndarray]) -> HeadScores:
-    """Head scores `(n_layer, n_head)`: the means over query positions of `scores_by_position`'s arrays."""
-    return HeadScores(*(np.nanmean(by_position[kind], axis=-1) for kind in ("induction", "shifting")))
+    options = dict(batch_size=batch_size, seg_len=seg_len, rep=rep, seed=seed, bos_token_id=bos_token_id)
+    return scores_by_position(model, **options).head_scores()
 
 
 def scores_by_position(
     model: AnyGPT2,
+    *,
     batch_size: int = 50,
     seg_len: int = 25,
     rep: int = 3,
     seed: int = 0,
     bos_token_id: int | None = None,
-) -> dict[str, np.ndarray]:
+) -> PositionScores:
     """Induction and shifting score of every head at every query position, `(n_layer, n_head, T)` each.
 
     NaN where a score is undefined: induction before the second segment, shifting at positions 0 and 1.
@@ -105,7 +148,10 @@ def scores_by_position(
             f"seg_len * rep = {ids.shape[1]} tokens exceeds the model's context of {model.config.n_positions}."
         )
     attn = renormalise_without_first(attention_patterns(model, ids)).mean(dim=1)  # (L, H, T, T)
-    return position_scores_from_attention(attn, seg_len, rep, offset=int(bos_token_id is not None))
+    setting = ScoreSetting(seg_len, rep, bos_token_id is not None)
+    return PositionScores(
+        **position_scores_from_attention(attn, seg_len, rep, offset=int(setting.bos)), setting=setting
+    )
 
 
 def position_scores_from_attention(attn: torch.Tensor, seg_len: int, rep: int, offset: int = 0) -> dict:
@@ -117,39 +163,60 @@ def position_scores_from_attention(attn: torch.Tensor, seg_len: int, rep: int, o
     return {"induction": induction.numpy(), "shifting": shifting.numpy()}
 
 
-def rank_heads(scores: np.ndarray) -> list[list[int]]:
-    """Return all heads as `[layer, head]` (plain ints) sorted by `scores` `(n_layer, n_head)`, best first."""
-    n_head = scores.shape[1]
-    order = np.argsort(-scores, axis=None, kind="stable")
-    return [[int(i // n_head), int(i % n_head)] for i in order]
+def uniform_head_scores(seg_len: int = 25, rep: int = 3, bos: bool = False) -> dict[str, float]:
+    """Return the induction and shifting scores of a head that attends uniformly to every earlier token.
+
+    Computed with the same renormalisation and masks as `head_scores`, on a causal uniform pattern
+    `(T, T)`, `T = [1 +] rep * seg_len`: the score a head gets without looking at the tokens at all.
+    """
+    by_position = uniform_scores_by_position(seg_len, rep, bos)
+    return {kind: float(np.nanmean(values)) for kind, values in by_position.items()}
 
 
-def check_k(K: int, n_available: int, what: str = "K") -> int:
-    """Return `K` as int, or raise naming the allowed range `1..n_available`."""
-    if not 1 <= int(K) <= n_available:
-        raise IHLibError(f"{what}={K} is out of range: choose 1..{n_available} (the number of heads).")
-    return int(K)
+def uniform_scores_by_position(seg_len: int = 25, rep: int = 3, bos: bool = False) -> dict[str, np.ndarray]:
+    """Per-query-position scores `(T,)` of a uniform-attention head, as `scores_by_position` computes them."""
+    offset = int(bos)
+    t = offset + rep * seg_len
+    causal = torch.tril(torch.ones(t, t, dtype=torch.float64))
+    attn = renormalise_without_first(causal / causal.sum(-1, keepdim=True))
+    return position_scores_from_attention(attn, seg_len, rep, offset)
 
 
-def write_rankings(scores: HeadScores, save_dir: str | Path, top: int = 0) -> dict[str, Path]:
-    """Write the seed's ranking text files and `head_scores.json` to `save_dir`; print the top `top`."""
-    save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for kind, values in (("induction", scores.induction), ("shifting", scores.shifting)):
-        ranking = rank_heads(values)
-        lines = [f"Ranking {kind} heads (most likely to unlikely) by attention scores"]
-        lines += [f"Layer {l} Head {h}: score {values[l, h]}" for l, h in ranking]
-        paths[kind] = save_dir / f"{kind}_head_scores.txt"
-        paths[kind].write_text("\n".join(lines) + "\n")
-        for line in lines[1 : top + 1]:
-            print(line)
-    paths["json"] = save_dir / "head_scores.json"
-    record = {
-        "induction": scores.induction.tolist(),
-        "shifting": scores.shifting.tolist(),
-        "IH_list": scores.IH_list,
-        "Shifting_list": scores.Shifting_list,
-    }
-    paths["json"].write_text(json.dumps(record, indent=1))
-    return paths
+@dataclass
+class AttentionExample:
+    """Attention patterns `(n, T, T)` of named heads on one repeated random sequence `input_ids (T,)`."""
+
+    captions: list[str]
+    heads: list[list[int]]
+    input_ids: np.ndarray
+    attention: np.ndarray
+    seg_len: int
+    rep: int
+    model: str
+    name = "attention_examples"
+
+    def record(self) -> dict:
+        """JSON-friendly description: captions, heads, segment length, repetitions, model."""
+        return {
+            "captions": self.captions,
+            "heads": self.heads,
+            "seg_len": self.seg_len,
+            "rep": self.rep,
+            "model": self.model,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Token ids, heads and attention patterns, for the NPZ file."""
+        return {"input_ids": self.input_ids, "heads": np.array(self.heads), "attention": self.attention}
+
+
+def attention_example(
+    model: AnyGPT2, heads: dict[str, list[int]], *, seg_len: int = 10, rep: int = 3, seed: int = 0
+) -> AttentionExample:
+    """Attention of each named head (`{caption: [layer, head]}`) on one sequence, `seg_len` tokens x `rep`."""
+    shape = (model.config.n_layer, model.config.n_head)
+    pairs = check_heads(list(heads.values()), shape, name="heads")
+    ids = repeated_tokens(1, seg_len, model.config.vocab_size, rep=rep, seed=seed)
+    attn = attention_patterns(model, ids)[:, 0].numpy()  # (n_layer, n_head, T, T)
+    shown = np.stack([attn[layer, head] for layer, head in pairs])
+    return AttentionExample(list(heads), pairs, ids[0].numpy(), shown, seg_len, rep, model_label(model))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ihlib.errors import IHLibError
+from ihlib.heads import check_heads
 from ihlib.models import AnyGPT2, transformer_of
 
 Q, K, V, O = 0, 1, 2, 3
@@ -40,27 +41,6 @@ def head_biases(model: AnyGPT2) -> tuple[torch.Tensor, torch.Tensor]:
     return qkv.detach().clone(), out.detach().clone()
 
 
-def check_head(W_all: torch.Tensor, layer: int, head: int) -> None:
-    """Raise an `IHLibError` naming the allowed range when `(layer, head)` is not a head of `W_all`."""
-    check_w_all(W_all)
-    n_layer, n_head = W_all.shape[:2]
-    if not 0 <= int(layer) < n_layer:
-        raise IHLibError(f"Layer {layer} is out of range: this model has layers 0..{n_layer - 1}.")
-    if not 0 <= int(head) < n_head:
-        raise IHLibError(f"Head {head} is out of range: this model has heads 0..{n_head - 1} per layer.")
-
-
-def check_heads(W_all: torch.Tensor, heads: list, name: str = "heads") -> list[list[int]]:
-    """Validate a list of `[layer, head]` pairs against `W_all`; return it as plain ints."""
-    pairs = []
-    for item in heads:
-        if len(item) != 2:
-            raise IHLibError(f"Each entry of {name} must be [layer, head]; got {item!r}.")
-        check_head(W_all, *item)
-        pairs.append([int(item[0]), int(item[1])])
-    return pairs
-
-
 def check_w_all(W_all: torch.Tensor) -> None:
     """Raise an `IHLibError` unless `W_all` has shape `(n_layer, n_head, 4, d_model, d_head)`."""
     if not isinstance(W_all, torch.Tensor) or W_all.ndim != 5 or W_all.shape[2] != 4:
@@ -73,13 +53,15 @@ def check_w_all(W_all: torch.Tensor) -> None:
 
 def qk(W_all: torch.Tensor, layer: int, head: int) -> torch.Tensor:
     """Return `W_qk = W_q W_k^T`, `(d_model, d_model)`: score = `x_i^T W_qk x_j`."""
-    check_head(W_all, layer, head)
+    check_w_all(W_all)
+    ((layer, head),) = check_heads([[layer, head]], tuple(W_all.shape[:2]))
     w = W_all[layer, head]
     return w[Q] @ w[K].T
 
 
 def ov(W_all: torch.Tensor, layer: int, head: int) -> torch.Tensor:
     """Return `W_ov = W_o W_v^T`, `(d_model, d_model)`: the head writes `W_ov x` (column convention)."""
-    check_head(W_all, layer, head)
+    check_w_all(W_all)
+    ((layer, head),) = check_heads([[layer, head]], tuple(W_all.shape[:2]))
     w = W_all[layer, head]
     return w[O] @ w[V].T

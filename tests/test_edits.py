@@ -189,8 +189,8 @@ def test_edits_work_on_the_gpt2model_body(model):
     [
         (lambda m: exchange_pairs(m, [[0, 0]], "shuffle"), "at least 2"),
         (lambda m: exchange_pairs(m, [[0, 0], [0, 0]], "shuffle"), "twice"),
-        (lambda m: exchange_pairs(m, [[3, 0], [0, 0]], "shuffle"), "layers must be in 0..2"),
-        (lambda m: exchange_pairs(m, [[0, 4], [0, 0]], "shuffle"), "heads in 0..3"),
+        (lambda m: exchange_pairs(m, [[3, 0], [0, 0]], "shuffle"), "this model has layers 0..2"),
+        (lambda m: exchange_pairs(m, [[0, 4], [0, 0]], "shuffle"), "this model has heads 0..3"),
         (lambda m: exchange_pairs(m, HEADS, "swap"), "kind must be one of"),
         (lambda m: exchange_pairs(m, HEADS, "random baseline", 0, [[0, 1], [1, 0]]), "the pool has none"),
         (lambda m: exchange_edit(m, HEADS, "VO").__enter__(), "component must be one of"),

@@ -12,17 +12,16 @@ import torch
 from conftest import random_gpt2
 
 from ihlib.errors import IHLibError
-from ihlib.plots_heads import (
-    plot_attention_examples,
-    plot_head_scores,
-    plot_scores_by_position,
-    plot_top_heads,
-    ranking_table,
-    save_head_scores,
+from ihlib.plots_heads import plot_attention_examples, plot_head_scores, plot_scores_by_position, plot_top_heads
+from ihlib.results import save_figures, save_result
+from ihlib.scoring import (
+    attention_example,
+    head_scores,
+    scores_by_position,
     uniform_head_scores,
     uniform_scores_by_position,
 )
-from ihlib.scoring import head_scores, scores_by_position
+from ihlib.tables import ranking_table
 
 
 def content_blind(model):
@@ -74,7 +73,9 @@ def test_heatmaps_are_titled_labelled_and_mark_the_baseline(scored, tmp_path):
     """Both panels have titles and axis labels; the colour bar carries the baseline; the PNG is written."""
     _, scores = scored
     baseline = uniform_head_scores(8, 3)
-    fig = plot_head_scores(scores, baseline, title="t", save_dir=tmp_path)
+    figures = plot_head_scores(scores, title="t")
+    save_figures(figures, tmp_path)
+    fig = figures["head_scores"]
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["Induction score per head", "Shifting score per head"]
     assert all(ax.get_xlabel() == "head" and ax.get_ylabel() == "layer" for ax in panels)
@@ -87,7 +88,9 @@ def test_top_heads_bars_follow_the_ranking_with_a_baseline_line(scored, tmp_path
     """Bar heights are the ranked scores, tick labels are L{l}H{h}, and a dashed line sits at the baseline."""
     _, scores = scored
     baseline = uniform_head_scores(8, 3)
-    fig = plot_top_heads(scores, baseline, top=3, save_dir=tmp_path)
+    figures = plot_top_heads(scores, top=3)
+    save_figures(figures, tmp_path)
+    fig = figures["top_heads"]
     ax = fig.axes[0]
     heights = [patch.get_height() for patch in ax.patches]
     expected = [scores.induction[l, h] for l, h in scores.IH_list[:3]]
@@ -97,14 +100,14 @@ def test_top_heads_bars_follow_the_ranking_with_a_baseline_line(scored, tmp_path
     assert (tmp_path / "top_heads.png").is_file()
     plt.close(fig)
     with pytest.raises(IHLibError, match="top=9"):
-        plot_top_heads(scores, baseline, top=9)
+        plot_top_heads(scores, top=9)
 
 
 def test_ranking_table_lists_heads_best_first_with_ratio_to_baseline(scored):
     """Rows follow both rankings; the ratio column is score / baseline."""
     _, scores = scored
     baseline = uniform_head_scores(8, 3)
-    table = ranking_table(scores, baseline, top=4)
+    table = ranking_table(scores, top=4)
     assert list(table.index) == [1, 2, 3, 4]
     assert list(table["induction head"]) == [f"L{l}H{h}" for l, h in scores.IH_list[:4]]
     l, h = scores.Shifting_list[0]
@@ -114,7 +117,10 @@ def test_ranking_table_lists_heads_best_first_with_ratio_to_baseline(scored):
 def test_attention_examples_show_and_save_the_chosen_heads(scored, tmp_path):
     """One panel per head, titled with its label; the NPZ holds each shown head's `(T, T)` pattern."""
     model, _ = scored
-    fig = plot_attention_examples(model, {"a": [1, 2], "b": [0, 3]}, seg_len=5, rep=3, save_dir=tmp_path)
+    example = attention_example(model, {"a": [1, 2], "b": [0, 3]}, seg_len=5, rep=3)
+    figures = plot_attention_examples(example)
+    save_result(example, tmp_path, figures)
+    fig = figures["attention_examples"]
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles == ["L1H2: a", "L0H3: b"]
     saved = np.load(tmp_path / "attention_examples.npz")
@@ -125,13 +131,12 @@ def test_attention_examples_show_and_save_the_chosen_heads(scored, tmp_path):
 
 
 def test_scores_and_baseline_are_saved_as_data(scored, tmp_path):
-    """save_head_scores writes the score arrays (NPZ) and the baseline (JSON); save_dir=None writes nothing."""
+    """save_result writes the score arrays (NPZ) and a record with the baseline of the scores' own setting (JSON)."""
     _, scores = scored
     baseline = uniform_head_scores(8, 3)
-    save_head_scores(scores, baseline, tmp_path)
+    save_result(scores, tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "head_scores.npz")["induction"], scores.induction)
-    assert json.loads((tmp_path / "uniform_baseline.json").read_text()) == baseline
-    save_head_scores(scores, baseline, None)
+    assert json.loads((tmp_path / "head_scores.json").read_text())["uniform"] == baseline
 
 
 def test_uniform_scores_by_position_are_one_over_the_visible_positions():
@@ -145,11 +150,11 @@ def test_uniform_scores_by_position_are_one_over_the_visible_positions():
 def test_head_scores_are_the_position_means_of_scores_by_position(small_model):
     by_position = scores_by_position(small_model, batch_size=3, seg_len=5, rep=3, seed=2)
     scores = head_scores(small_model, batch_size=3, seg_len=5, rep=3, seed=2)
-    np.testing.assert_allclose(np.nanmean(by_position["shifting"], -1), scores.shifting)
-    assert by_position["induction"].shape == (2, 4, 15)
+    np.testing.assert_allclose(np.nanmean(by_position.shifting, -1), scores.shifting)
+    assert by_position.induction.shape == (2, 4, 15)
 
 
 def test_scores_by_position_figure_draws_each_head_and_the_uniform_curve(small_model):
     by_position = scores_by_position(small_model, batch_size=2, seg_len=5, rep=3)
-    fig = plot_scores_by_position(by_position, uniform_scores_by_position(5, 3), [[1, 0], [1, 2]], [[0, 1]], 5)
+    fig = plot_scores_by_position(by_position, [[1, 0], [1, 2]], [[0, 1]])["scores_by_position"]
     assert [len(ax.lines) for ax in fig.axes] == [3 + 2, 2 + 2]  # heads + uniform curve + repeat markers

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
+from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
-from ihlib.metrics import pred_probs
+from ihlib.heads import rank_heads
+from ihlib.results import save_result, write_rankings
 from ihlib.scoring import (
     HeadScores,
     attention_patterns,
     head_scores,
     induction_mask,
-    rank_heads,
     scores_by_position,
-    write_rankings,
 )
 
 
@@ -73,7 +73,9 @@ def test_rankings_files_follow_the_seed_format(tmp_path):
     lines = paths["induction"].read_text().splitlines()
     assert lines[0].startswith("Ranking induction heads")
     assert lines[1] == "Layer 0 Head 1: score 0.7"
-    assert json.loads(paths["json"].read_text())["Shifting_list"] == [[0, 0], [0, 1]]
+    save_result(scores, tmp_path)
+    record = json.loads((tmp_path / "head_scores.json").read_text())
+    assert record["Shifting_list"] == [[0, 0], [0, 1]] and record["uniform"] == scores.uniform
 
 
 def test_sequences_longer_than_the_context_are_rejected(small_model):
@@ -91,7 +93,7 @@ def test_default_model_has_induction_heads_and_earlier_shifting_heads(default_mo
 
 
 def test_default_model_shifting_heads_look_back_one_token_over_the_first_70_positions(default_model):
-    shifting = scores_by_position(default_model)["shifting"][:, :, 2:71]  # (L, H, query positions 2..70)
+    shifting = scores_by_position(default_model).shifting[:, :, 2:71]  # (L, H, query positions 2..70)
     top3 = head_scores(default_model).Shifting_list[:3]
     assert all(shifting[l, h].min() >= 0.85 for l, h in top3)
 

@@ -11,35 +11,34 @@ import numpy as np
 import pytest
 import torch
 
-from ihlib.errors import IHLibError
-from ihlib.matching import (
+from ihlib.diagonal import (
     QKOVZScores,
-    SubspaceMatching,
-    binomial_tail,
     diagonal_zscore,
-    draw_head_pairs,
     embedding_basis,
+    judge_diagonal,
+    qkov_blocks,
+    qkov_zscore_grid,
+    qkov_zscores,
+)
+from ihlib.errors import IHLibError
+from ihlib.factored import head_subspaces
+from ihlib.heads import draw_head_pairs
+from ihlib.plots_weights import plot_energy_profiles, plot_matching_overview, plot_qkov_zscores, plot_subspace_matching
+from ihlib.prose import diagonal_verdict, matching_verdict
+from ihlib.results import save_result, save_verdicts
+from ihlib.scoring import HeadScores
+from ihlib.seed import qkov_matching, subspace_matching
+from ihlib.stats import binomial_tail, percentile_of
+from ihlib.subspaces import (
+    SubspaceMatching,
     energy_profile,
     gaussian_baseline,
     head_spectra,
-    head_subspaces,
-    listed_heads_table,
+    judge_matching,
     match_subspaces,
-    matching_table,
-    matching_verdict,
-    percentile_of,
-    qkov_matching,
-    qkov_matching_summary,
-    qkov_verdict,
-    qkov_zscore_grid,
-    qkov_zscores,
     subspace_match_score,
-    subspace_matching,
-    zscore_overview,
-    zscore_table,
 )
-from ihlib.plots_weights import plot_matching_overview
-from ihlib.scoring import HeadScores
+from ihlib.tables import listed_heads_table, matching_table, zscore_overview, zscore_table
 from ihlib.weights import head_weights, ov, qk
 
 N_LAYER, N_HEAD, D_MODEL, D_HEAD = 3, 4, 32, 8
@@ -59,6 +58,17 @@ def close_figures():
     """Close every figure a test created."""
     yield
     plt.close("all")
+
+
+def match(W: torch.Tensor, IH_list=None, Shifting_list=None, ranks=(2, 3), **options) -> SubspaceMatching:
+    """`match_subspaces` on subspaces computed from `W` up to the largest rank (d_head when ranks are empty)."""
+    subspaces = head_subspaces(W, max(ranks) if ranks and max(ranks) <= W.shape[-1] else None)
+    return match_subspaces(subspaces, IH_list=IH_list, Shifting_list=Shifting_list, ranks=ranks, **options)
+
+
+def diagonal_verdict_of(result: QKOVZScores):
+    """Claim 1's verdict in words from its rule."""
+    return diagonal_verdict(judge_diagonal(result))
 
 
 def dense_basis(W_all: torch.Tensor, head: list, side: str, rank: int) -> np.ndarray:
@@ -114,7 +124,7 @@ def test_scores_follow_the_principal_angles():
 )
 def test_s_match_and_head_baseline_equal_per_pair_dense_svds(W_all, ih, sh, sides):
     """Factored scores of every listed pair and every random-head baseline pair equal a dense SVD per pair."""
-    result = match_subspaces(W_all, ih, sh, RANKS, num_samp=12, seed=3, plot=False)
+    result = match(W_all, ih, sh, RANKS, num_samp=12, seed=3)
     rows, cols = result.row_heads, result.col_heads
     assert result.s_match.shape == (2, len(RANKS), len(rows), len(cols))
     for j, r in enumerate(RANKS):
@@ -137,7 +147,7 @@ def test_ih_by_ih_is_symmetric_with_ones_on_the_diagonal(W_all):
 def test_seed_call_returns_the_seed_shapes_and_the_gaussian_baseline(W_all):
     """subspace_matching(W_all, None, ...) returns (M, R, K0, K1) scores and the (M, R, num_samp) Gaussian baseline."""
     s_match, match_baseline = subspace_matching(W_all, None, IH_list=IH, Shifting_list=SH[:2], ranks=RANKS, num_samp=7)
-    result = match_subspaces(W_all, IH, SH[:2], RANKS, num_samp=7, plot=False)
+    result = match(W_all, IH, SH[:2], RANKS, num_samp=7)
     assert s_match.shape == (2, 3, 3, 2) and match_baseline.shape == (2, 3, 7)
     np.testing.assert_array_equal(s_match, result.s_match)
     np.testing.assert_array_equal(match_baseline, result.gaussian_baseline)
@@ -174,31 +184,31 @@ def test_percentiles_count_the_baseline_at_or_below_each_score():
     np.testing.assert_allclose(percentile_of(scores, baseline), [[[0.0, 50.0], [75.0, 100.0]]])
 
 
-def test_precomputed_subspaces_give_the_same_result_and_are_validated(W_all):
-    """Passing head_subspaces reuses them (same numbers); too small a max_rank is refused with the fix."""
-    shared = head_subspaces(W_all, 5)
-    direct = match_subspaces(W_all, IH, SH, RANKS, num_samp=6, plot=False)
-    reused = match_subspaces(W_all, IH, SH, RANKS, num_samp=6, subspaces=shared, plot=False)
-    np.testing.assert_allclose(reused.s_match, direct.s_match, atol=1e-12)
-    with pytest.raises(IHLibError, match=r"head_subspaces\(W_all, 5\)"):
-        match_subspaces(W_all, IH, None, RANKS, subspaces=head_subspaces(W_all, 2), plot=False)
+def test_subspaces_with_more_directions_give_the_same_scores_and_too_few_are_refused(W_all):
+    """Bases are nested: subspaces kept to rank 8 give rank-5 scores equal to those kept to rank 5."""
+    kept = match_subspaces(head_subspaces(W_all, 8), IH_list=IH, Shifting_list=SH, ranks=RANKS, num_samp=6)
+    direct = match(W_all, IH, SH, RANKS, num_samp=6)
+    np.testing.assert_allclose(kept.s_match, direct.s_match, atol=1e-12)
+    with pytest.raises(IHLibError, match=r"rank=5 is out of range: choose 1\.\.2"):
+        match_subspaces(head_subspaces(W_all, 2), IH_list=IH, ranks=RANKS)
 
 
 def test_head_subspaces_are_computed_once_per_head_and_side(W_all):
-    """Bases and singular values equal dense SVDs; a head is computed on first use only; bad sides are refused."""
+    """Bases and singular values of every head, from one batched pass, equal dense SVDs; bad sides are refused."""
     subspaces = head_subspaces(W_all, 3)
-    values = subspaces.values("output", [[1, 2], [0, 0]])
-    np.testing.assert_allclose(values[0].numpy(), np.linalg.svd(ov(W_all.double(), 1, 2).numpy())[1][:3], rtol=1e-10)
-    assert subspaces._ready["output"].sum() == 2 and subspaces._ready["key"].sum() == 0
-    first = subspaces.bases("output", [[1, 2]])
-    assert torch.equal(subspaces.bases("output", [[1, 2]]), first)
+    for layer, head in ([1, 2], [0, 0], [2, 3]):
+        values = subspaces.values("output", [[layer, head]])[0].numpy()
+        dense = np.linalg.svd(ov(W_all.double(), layer, head).numpy())
+        np.testing.assert_allclose(values, dense[1][:3], rtol=1e-10)
+        basis = subspaces.bases("output", [[layer, head]])[0].numpy()
+        np.testing.assert_allclose(np.abs(basis.T @ dense[0][:, :3]), np.eye(3), atol=1e-8)
     with pytest.raises(IHLibError, match="choose 'key'"):
         subspaces.bases("query", [[0, 0]])
 
 
 def test_summary_compares_listed_pairs_with_both_baselines(W_all):
     """summary() has one row per method and rank; IH x IH counts each unordered pair once."""
-    result = match_subspaces(W_all, IH, None, RANKS, num_samp=20, plot=False)
+    result = match(W_all, IH, None, RANKS, num_samp=20)
     assert result.pair_scores().shape == (2, 3, 3)
     rows = result.summary()
     assert [(r["method"], r["rank"]) for r in rows] == [(m, k) for m in ("largest", "mean") for k in RANKS]
@@ -219,18 +229,18 @@ def test_factored_zscores_equal_the_dense_definition(W_all):
     """qkov_zscore_grid and qkov_matching_summary equal the z-score of each dense W_qk(IH) @ W_ov(SH)."""
     expected = np.array([[dense_zscore(W_all, ih, sh) for sh in SH] for ih in IH])
     np.testing.assert_allclose(qkov_zscore_grid(W_all, IH, SH), expected, atol=1e-10)
-    np.testing.assert_allclose(qkov_matching_summary(W_all, IH, SH, None, num_samp=10), expected, atol=1e-10)
+    np.testing.assert_allclose(qkov_zscores(W_all, IH, SH, num_samp=10).zscores, expected, atol=1e-10)
 
 
 def test_zscore_baseline_and_percentiles_equal_direct_computation(W_all):
     """Baseline z-scores equal dense ones for the drawn pairs; percentiles count baseline values at or below."""
-    result = qkov_zscores(W_all, IH, SH, num_samp=30, seed=2, plot=False)
+    result = qkov_zscores(W_all, IH, SH, num_samp=30, seed=2)
     drawn = [dense_zscore(W_all, a, b) for a, b in result.baseline_pairs.tolist()]
     np.testing.assert_allclose(result.baseline, drawn, atol=1e-10)
     expected = [[100 * np.mean(result.baseline <= z) for z in row] for row in result.zscores]
     np.testing.assert_allclose(result.percentiles, expected)
     assert result.composable.tolist() == [[True, True, True], [True, True, True], [True, False, True]]
-    assert result.summary()["top_pairs"][0]["z"] == pytest.approx(result.zscores.max())
+    assert result.record()["top_pairs"][0]["z"] == pytest.approx(result.zscores.max())
 
 
 def test_embedding_basis_is_the_sorted_eigenbasis_of_the_embedding_gram():
@@ -245,7 +255,7 @@ def test_embedding_basis_is_the_sorted_eigenbasis_of_the_embedding_gram():
 def test_qkov_blocks_equal_the_dense_matrix_in_both_bases(W_all):
     """Residual block = top-left of W_qkov; embedding block = top-left of E^T W_qkov E; z-scores match dense ones."""
     W_E = torch.randn(60, D_MODEL, generator=torch.Generator().manual_seed(2))
-    result = qkov_matching(W_all, IH, None, Shifting_list=SH, n_partners=1, W_E=W_E, block=10, plot=False)
+    result = qkov_blocks(W_all, IH, Shifting_list=SH, n_partners=1, W_E=W_E, block=10)
     _, vectors = embedding_basis(W_E)
     assert result.pairs == [[[2, 1], [0, 2]], [[2, 3], [0, 2]], [[1, 0], [0, 2]]]
     for p, (ih, sh) in enumerate(result.pairs):
@@ -259,7 +269,7 @@ def test_qkov_blocks_equal_the_dense_matrix_in_both_bases(W_all):
 
 def test_qkov_partners_without_shifting_list_are_the_best_earlier_heads(W_all):
     """No Shifting_list: each IH gets the earlier heads with the largest dense z-scores; layer-0 IHs are skipped."""
-    result = qkov_matching(W_all, [[1, 0], [0, 3]], None, n_partners=2, plot=False)
+    result = qkov_matching(W_all, [[1, 0], [0, 3]], None, n_partners=2)
     z = {h: dense_zscore(W_all, [1, 0], [0, h]) for h in range(N_HEAD)}
     best = sorted(z, key=z.get, reverse=True)[:2]
     assert result.pairs == [[[1, 0], [0, best[0]]], [[1, 0], [0, best[1]]]]
@@ -272,37 +282,41 @@ def test_qkov_runs_on_weights_of_a_model():
     from conftest import random_gpt2
 
     model = random_gpt2(n_layer=2, n_head=2, n_embd=16, vocab=40)
-    result = qkov_matching(head_weights(model), [[1, 0]], None, W_E=model.transformer.wte.weight, block=4, plot=False)
+    result = qkov_matching(head_weights(model), [[1, 0]], None, W_E=model.transformer.wte.weight, block=4)
     assert result.residual_blocks.shape == (2, 4, 4) and result.embedding_blocks.shape == (2, 4, 4)
 
 
 # ---------------------------------------------------------------- files and figures
 
 
-def test_save_dir_none_writes_nothing(W_all, tmp_path, monkeypatch):
-    """save_dir=None computes (with figures returned) but writes no file."""
+def test_computing_and_plotting_write_nothing(W_all, tmp_path, monkeypatch):
+    """Computing and drawing write no file: only save_result (or a seed call with a save_dir) does."""
     monkeypatch.chdir(tmp_path)
-    result = match_subspaces(W_all, IH, SH, [2], num_samp=5, save_dir=None)
-    qkov_matching(W_all, IH[:1], None, Shifting_list=SH[:1], n_partners=1, block=4)
-    assert set(result.figures) == {"subspace_matching_largest", "subspace_matching_mean"}
+    result = match(W_all, IH, SH, [2], num_samp=5)
+    qkov_blocks(W_all, IH[:1], Shifting_list=SH[:1], n_partners=1, block=4)
+    assert set(plot_subspace_matching(result)) == {"subspace_matching_largest", "subspace_matching_mean"}
+    subspace_matching(W_all, None, IH_list=IH, ranks=[2], num_samp=5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_save_dir_holds_figures_and_the_data_behind_them(W_all, tmp_path):
     """Each function writes its PNGs plus NPZ/JSON data whose numbers equal the returned ones."""
-    match = match_subspaces(W_all, IH, None, [2, 5], methods=("mean",), num_samp=8, save_dir=tmp_path / "s")
-    zs = qkov_zscores(W_all, IH, SH, tmp_path / "z", num_samp=20)
+    matched = match(W_all, IH, None, [2, 5], methods=("mean",), num_samp=8)
+    save_result(matched, tmp_path / "s", plot_subspace_matching(matched))
+    zs = qkov_zscores(W_all, IH, SH, num_samp=20)
+    figures = plot_qkov_zscores(zs)
+    save_result(zs, tmp_path / "z", figures)
     qkov_matching(W_all, IH[:2], tmp_path / "q", Shifting_list=SH, n_partners=1, block=6)
     names = {p.name for p in tmp_path.rglob("*") if p.is_file()}
     assert {"subspace_matching_mean.png", "subspace_matching.npz", "subspace_matching.json"} <= names
     assert {"qkov_zscores_heatmap.png", "qkov_zscores_hist.png", "qkov_zscores.npz", "qkov_zscores.json"} <= names
     assert {"qkov_residual.png", "qkov_matching.npz", "qkov_matching.json"} <= names
     saved = np.load(tmp_path / "s" / "subspace_matching.npz")
-    np.testing.assert_array_equal(saved["head_baseline"], match.head_baseline)
+    np.testing.assert_array_equal(saved["head_baseline"], matched.head_baseline)
     record = json.loads((tmp_path / "s" / "subspace_matching.json").read_text())
     assert record["mode"] == "IH x IH" and record["ranks"] == [2, 5]
     np.testing.assert_array_equal(np.load(tmp_path / "z" / "qkov_zscores.npz")["zscores"], zs.zscores)
-    assert zs.figures["qkov_zscores_heatmap"].axes[0].get_title().startswith("Diagonal z-score")
+    assert figures["qkov_zscores_heatmap"].axes[0].get_title().startswith("Diagonal z-score")
 
 
 # ---------------------------------------------------------------- chapter tables and verdicts
@@ -327,18 +341,23 @@ BASELINE_Z = np.linspace(-1.0, 1.0, 201)  # 5th pct -0.9, median 0, 95th pct 0.9
 
 
 def test_listed_heads_table_shows_both_scores_and_the_ratio_to_the_uniform_baseline():
-    """One row per listed head in list order; the ratio uses the head's own kind."""
+    """One row per listed head in list order; the ratio uses the head's own kind and the scores' own baseline."""
     scores = HeadScores(induction=np.array([[0.1, 0.6], [0.8, 0.2]]), shifting=np.array([[0.5, 0.1], [0.3, 0.05]]))
-    table = listed_heads_table(scores, {"induction": 0.1, "shifting": 0.05}, [[1, 0], [0, 1]], [[0, 0]])
+    uniform = scores.uniform
+    table = listed_heads_table(scores, [[1, 0], [0, 1]], [[0, 0]])
     assert table["head"].tolist() == ["L1H0", "L0H1", "L0H0"]
-    assert table.loc[("IH_list", 1), "× uniform baseline (own kind)"] == pytest.approx(8.0)
-    assert table.loc[("Shifting_list", 1), "× uniform baseline (own kind)"] == pytest.approx(10.0)
+    assert table.loc[("IH_list", 1), "× uniform baseline (own kind)"] == pytest.approx(
+        0.8 / uniform["induction"], abs=1e-3
+    )
+    assert table.loc[("Shifting_list", 1), "× uniform baseline (own kind)"] == pytest.approx(
+        0.5 / uniform["shifting"], abs=1e-3
+    )
     assert table.loc[("Shifting_list", 1), "induction score"] == pytest.approx(0.1)
 
 
 def test_zscore_table_and_overview_summarise_the_result(W_all):
     """Pairs sorted by z with their percentiles; the overview's medians and counts equal direct computation."""
-    result = qkov_zscores(W_all, IH, SH, num_samp=40, seed=1, plot=False)
+    result = qkov_zscores(W_all, IH, SH, num_samp=40, seed=1)
     table = zscore_table(result)
     assert len(table) == 9 and table["z"].is_monotonic_decreasing
     best = np.unravel_index(np.argmax(result.zscores), result.zscores.shape)
@@ -364,7 +383,7 @@ def test_zscore_table_and_overview_summarise_the_result(W_all):
 )
 def test_qkov_verdict_compares_composable_pairs_with_the_random_pair_percentiles(zscores, composable, verdict, phrase):
     """Median above the 95th: supported; more pairs above than chance: partly; else not; non-composable ignored."""
-    result = qkov_verdict(zscore_result(zscores, composable, BASELINE_Z))
+    result = diagonal_verdict_of(zscore_result(zscores, composable, BASELINE_Z))
     assert result.verdict == verdict and phrase in result.text
     assert result._repr_markdown_().startswith(f"**Claim 1 (large diagonal of W_qk W_ov): {verdict}")
 
@@ -377,8 +396,9 @@ def test_binomial_tail_equals_direct_sums():
 
 
 def test_qkov_verdict_counts_the_seed_rule_and_saves_its_record(tmp_path):
-    """The seed's z > 2 count is reported; save_dir holds verdict.json with the same text."""
-    result = qkov_verdict(zscore_result([2.5, 1.0, 3.0], [True, True, True], BASELINE_Z), save_dir=tmp_path)
+    """The seed's z > 2 count is reported; save_verdicts writes verdict.json with the same text."""
+    result = diagonal_verdict_of(zscore_result([2.5, 1.0, 3.0], [True, True, True], BASELINE_Z))
+    save_verdicts(result, tmp_path)
     assert "(z > 2), 2 of the 3 pairs" in result.text and "probability of 3 or more by chance" in result.text
     assert json.loads((tmp_path / "verdict.json").read_text()) == result.record()
 
@@ -430,7 +450,7 @@ def test_matching_table_reads_each_row_against_both_baselines():
 def test_matching_verdict_requires_the_random_head_baseline_for_support(ih_ih, ih_sh, verdict):
     """Supported needs IH x SH and IH x IH above random heads; above the Gaussian baseline alone is only partial."""
     results = [matching_result("IH x IH", ih_ih, 0.5, 0.2), matching_result("IH x SH", ih_sh, 0.5, 0.2)]
-    result = matching_verdict(results)
+    result = matching_verdict(judge_matching(results))
     assert result.verdict.startswith(verdict)
     expected = 4 if ih_sh > 0.545 else 0
     assert (
@@ -446,7 +466,7 @@ def test_matching_verdict_reports_sh_by_sh_without_judging_it():
         matching_result("SH x SH", 0.9, 0.5, 0.2),
         matching_result("IH x SH", 0.1, 0.5, 0.2),
     ]
-    result = matching_verdict(results)
+    result = matching_verdict(judge_matching(results))
     assert result.verdict == "not supported" and result.details[1].startswith("SH x SH")
 
 
@@ -456,17 +476,20 @@ def test_energy_profile_is_the_cumulative_share_of_squared_singular_values(W_all
     s = np.linalg.svd(qk(W_all.double(), 2, 1).numpy(), compute_uv=False)
     np.testing.assert_allclose(profile[0], np.cumsum(s[:D_HEAD] ** 2) / np.sum(s**2), atol=1e-10)
     with pytest.raises(IHLibError, match=r"head_subspaces\(W_all\)"):
-        energy_profile(head_subspaces(W_all, 3), "key", [[2, 1]])
+        head_spectra(head_subspaces(W_all, 3), IH, SH)
 
 
 def test_chapter_figures_are_titled_and_saved_with_their_data(W_all, tmp_path):
     """head_spectra saves its PNG and NPZ; the overview has one panel per comparison and method, ranks on x."""
-    figure = head_spectra(head_subspaces(W_all), IH, SH, [2, 5], save_dir=tmp_path)
+    spectra = head_spectra(head_subspaces(W_all), IH, SH, ranks=[2, 5])
+    figures = plot_energy_profiles(spectra)
+    save_result(spectra, tmp_path, figures)
+    figure = figures["energy_profiles"]
     assert {"energy_profiles.png", "energy_profiles.npz"} <= {p.name for p in tmp_path.iterdir()}
     assert np.load(tmp_path / "energy_profiles.npz")["key_all_heads"].shape == (N_LAYER * N_HEAD, D_HEAD)
     assert all(ax.get_xlabel() and ax.get_title() for ax in figure.axes)
-    results = [match_subspaces(W_all, IH, sh, RANKS, num_samp=5, plot=False) for sh in (None, SH)]
-    overview = plot_matching_overview(results)
+    results = [match(W_all, IH, sh, RANKS, num_samp=5) for sh in (None, SH)]
+    overview = plot_matching_overview(results)["matching_overview"]
     assert len(overview.axes) == 4 and [t.get_text() for t in overview.axes[0].get_xticklabels()] == ["1", "2", "5"]
 
 
@@ -476,18 +499,18 @@ def test_chapter_figures_are_titled_and_saved_with_their_data(W_all, tmp_path):
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda W: match_subspaces(W, IH, None, [9], plot=False), r"rank=9 is out of range: choose 1\.\.8"),
-        (lambda W: match_subspaces(W, [[3, 0]], None, [2], plot=False), r"layers 0\.\.2"),
-        (lambda W: match_subspaces(W, [[0, 4]], None, [2], plot=False), r"heads 0\.\.3"),
-        (lambda W: match_subspaces(W, [], None, [2], plot=False), "IH_list is empty"),
-        (lambda W: match_subspaces(W, None, None, [2], plot=False), "Pass IH_list, Shifting_list or both"),
-        (lambda W: match_subspaces(W, IH, None, [2], methods=("max",), plot=False), "choose from largest, mean"),
-        (lambda W: match_subspaces(W, IH, None, [], plot=False), "ranks is empty"),
-        (lambda W: match_subspaces(W, IH, None, [2], num_samp=0, plot=False), "num_samp must be at least 1"),
-        (lambda W: match_subspaces(W[0], IH, None, [2], plot=False), "W_all must have shape"),
-        (lambda W: qkov_matching_summary(W, IH, [], None), "Shifting_list is empty"),
-        (lambda W: qkov_matching(W, [[0, 1]], None, plot=False), "earlier layer"),
-        (lambda W: qkov_matching(W, IH, None, W_E=torch.zeros(5, 7), plot=False), "W_E has d_model 7"),
+        (lambda W: match(W, IH, None, [9]), r"rank=9 is out of range: choose 1\.\.8"),
+        (lambda W: match(W, [[3, 0]], None, [2]), r"layers 0\.\.2"),
+        (lambda W: match(W, [[0, 4]], None, [2]), r"heads 0\.\.3"),
+        (lambda W: match(W, [], None, [2]), "IH_list is empty"),
+        (lambda W: match(W, None, None, [2]), "Pass IH_list, Shifting_list or both"),
+        (lambda W: match(W, IH, None, [2], methods=("max",)), "non-empty list from \\('largest', 'mean'\\)"),
+        (lambda W: match(W, IH, None, []), "ranks is empty"),
+        (lambda W: match(W, IH, None, [2], num_samp=0), "num_samp must be at least 1"),
+        (lambda W: match(W[0], IH, None, [2]), "W_all must have shape"),
+        (lambda W: qkov_zscores(W, IH, []), "Shifting_list is empty"),
+        (lambda W: qkov_blocks(W, [[0, 1]]), "earlier layer"),
+        (lambda W: qkov_blocks(W, IH, W_E=torch.zeros(5, 7)), "W_E has d_model 7"),
     ],
 )
 def test_bad_input_raises_naming_what_is_allowed(W_all, call, message):
