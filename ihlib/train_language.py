@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, word_entropies
-from ihlib.metrics import pred_probs
 from ihlib.models import new_model
 from ihlib.scoring import head_scores
 from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
