@@ -6,7 +6,7 @@ Public names keep the seed notebook's names and call shapes (`from ihlib import 
 
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.edits import exchange_edit, projection_edit
-from ihlib.errors import IHLibError, ModelLoadError
+from ihlib.errors import BookError, EditError, HeadError, IHLibError, ModelLoadError, ParameterError
 from ihlib.experiments import (
     InterventionResult,
     common_subspace,
@@ -46,12 +46,16 @@ from ihlib.scoring import (
 from ihlib.weights import check_head, check_heads, head_biases, head_weights, ov, qk
 
 __all__ = [
+    "BookError",
     "DEFAULT_MODEL_NAME",
+    "EditError",
+    "HeadError",
     "HeadScores",
     "HeadSubspaces",
     "IHLibError",
     "InterventionResult",
     "ModelLoadError",
+    "ParameterError",
     "QKOVMatching",
     "QKOVZScores",
     "SubspaceMatching",

@@ -23,17 +23,26 @@ Conventions every chapter follows:
 - Layout under the build folder (`_build` by default); `book/` is never written to:
 
       _build/source/                   the Jupyter Book source: _config.yml, _toc.yml, book/ pages and assets
-      _build/source/book/NN_*.ipynb    the executed chapters (kept when a later chapter fails)
+      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance line (date, model, parameters)
+                                       after its title; moved here only when the chapter succeeds
       _build/source/results/NN_*/      what each chapter saves: notebooks run with cwd = _build/source,
                                        as they would from the repository root (so `../results/...` works
-                                       from a page in book/)
+                                       from a page in book/); emptied before the chapter runs
+      _build/failed/NN_*.ipynb         the executed notebook of a chapter whose last run failed, with the error
       _build/html/index.html           the site; notebook figures are files under _build/html/_images
       _build/timings.json              seconds per chapter and for the site
+      _build/run.json                  per executed page: status, date, model and parameters of the run that built it
 
-- A run without `--only` starts from a clean `source/` and `html/`. With `--only`, the other chapters keep
-  their previous executed version (a chapter never executed is shown without outputs, with a warning).
+- A run without `--only` first removes what a previous run left (`source/`, `html/`, `failed/`, the records).
+  With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
+  executed is shown without outputs, with a warning).
+- Parameters are checked before anything runs: a value must have the type of the chapter's default
+  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` directory must hold a GPT-2
+  (it is passed to the chapters as an absolute path).
 - A failing chapter stops the run: its name and error are printed, the executed notebooks and results of
-  the chapters before it stay, the site is not built, and the exit status is 1.
+  the chapters before it stay, the site is not built and a previous `html/` is removed, and the exit status is 1.
+  The failed chapter keeps its last good executed notebook; its results folder loses `verdict.json` and gets
+  `FAILED.json`, so the conclusion shows "failed" for it instead of an old verdict.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ import yaml
 from tqdm import tqdm
 
 from ihlib.errors import BookError, IHLibError, ParameterError
+from ihlib.models import check_local_model
 from ihlib.verdicts import FAILED_MARKER
 
 PER_CHAPTER_PARAMETERS = ("output_dir",)
@@ -182,6 +192,16 @@ def shared_parameters(
     if model is not None:
         params["model_name"] = model
     return params
+
+
+def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
+    """Return `shared` with a `model_name` that is an existing local path made absolute (chapters run in the build
+    folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
+    model = shared.get("model_name")
+    if not isinstance(model, str) or not Path(model).exists():
+        return shared
+    check_local_model(model)
+    return {**shared, "model_name": str(Path(model).resolve())}
 
 
 def declared_parameters(notebook: Path) -> dict[str, object]:
@@ -434,7 +454,7 @@ def run_book(
     """Execute the toc's chapters into `build_dir/source`, then build `build_dir/html`; see the module docstring."""
     root, build_dir = Path(root).resolve(), Path(build_dir).resolve()
     check_build_dir(root, build_dir)
-    shared = dict(shared or {})
+    shared = with_local_model_checked(dict(shared or {}))
     notebooks = chapter_notebooks(root)
     declared = {chapter_name(nb): declared_parameters(root / nb) for nb in notebooks}
     check_parameters(shared, declared)

@@ -76,6 +76,12 @@ def check_local_source(source: str) -> None:
         )
 
 
+def check_local_model(path: str | Path) -> None:
+    """Raise a ModelLoadError unless `path` is a directory whose `config.json` is a GPT-2's (weights not read)."""
+    check_local_source(str(path))
+    check_architecture(str(path), _config_dict(str(path), str(path)))
+
+
 def _config_dict(source: str, name: str) -> dict:
     """Return the raw `config.json` of a local directory or hub model, or raise a ModelLoadError."""
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+from conftest import random_gpt2
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import (
@@ -370,6 +371,30 @@ def test_each_executed_page_and_the_build_say_which_run_built_them(tiny_book, tm
     again = json.loads((build / "run.json").read_text())["chapters"]
     assert again["00_first"] == record["chapters"]["00_first"]
     assert again["02_third"]["parameters"] == {} and "ihlib-default" in again["02_third"]["model"]
+
+
+def test_a_relative_model_directory_reaches_the_chapters_as_an_absolute_path(tiny_book, tmp_path, monkeypatch):
+    """Chapters run inside the build folder, so `--model DIR` relative to where the runner starts is made absolute."""
+    random_gpt2().save_pretrained(tmp_path / "my_gpt2")
+    monkeypatch.chdir(tmp_path)
+    build = tmp_path / "build"
+    status = main(
+        ["--root", str(tiny_book), "--build-dir", str(build), "--model", "my_gpt2", "--only", "0", "--no-site"]
+    )
+    assert status == 0
+    received = json.loads((build / "source" / "results" / "00_first" / "params.json").read_text())
+    assert received["model_name"] == str(tmp_path / "my_gpt2")
+
+
+def test_a_model_directory_of_another_architecture_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--model", str(llama), "--no-site"])
+    assert status == 2
+    assert "architecture 'llama' (LlamaForCausalLM); ihlib supports only GPT-2" in capsys.readouterr().err
+    assert not (build / "source").exists()
 
 
 def test_unknown_parameter_stops_before_anything_runs(tiny_book, tmp_path, capsys):
