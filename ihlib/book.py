@@ -486,6 +486,7 @@ def run_book(
         record[name] = {**page, "status": "done", "seconds": round(run.chapter_seconds[name], 1)}
         _say(progress, f"[{index}/{len(selected)}] {name}: done in {run.chapter_seconds[name]:.1f} s")
     bar.close()
+    shutil.rmtree(build_dir / RUNNING_DIR, ignore_errors=True)
     if run.failed is not None and (build_dir / HTML_DIR).exists():
         shutil.rmtree(build_dir / HTML_DIR)
         run.removed_site = build_dir / HTML_DIR
@@ -495,7 +496,9 @@ def run_book(
         run.site_seconds = build_site(source, build_dir / HTML_DIR)
         run.index_html = build_dir / HTML_DIR / "index.html"
     _save_timings(build_dir, run)
-    save_run_record(build_dir, record)
+    save_run_record(
+        build_dir, {chapter_name(nb): record[chapter_name(nb)] for nb in notebooks if chapter_name(nb) in record}
+    )
     return run
 
 
@@ -573,7 +576,7 @@ def load_run_record(build_dir: Path) -> dict[str, dict]:
 
 
 def save_run_record(build_dir: Path, chapters: dict[str, dict]) -> None:
-    """Write `build_dir/run.json`: for each executed page, its status, date, model and parameters."""
+    """Write `build_dir/run.json`: for each executed page (toc order), its status, date, model and parameters."""
     build_dir.mkdir(parents=True, exist_ok=True)
     (build_dir / RUN_RECORD).write_text(json.dumps({"chapters": chapters}, indent=1, default=repr))
 
