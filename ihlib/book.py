@@ -556,10 +556,10 @@ def page_record(parameters: dict[str, object], defaults: dict[str, object], date
 
 def provenance_text(page: dict[str, object]) -> str:
     """One Markdown line saying which run built a page: date, model and the parameters given (others: defaults)."""
-    given = ", ".join(f"`{name}={value!r}`" for name, value in page["parameters"].items())
-    model = f" on model `{page['model']}`" if page["model"] else ""
-    params = f"with {given} (other parameters: the chapter's defaults)" if given else "with the chapter's defaults"
-    return f"*Built by `python -m ihlib.book` on {page['date']}{model}, {params}.*"
+    given = ", ".join(f"`{name}={value!r}`" for name, value in page["parameters"].items() if name != "model_name")
+    params = f"parameters {given} (the others: the chapter's defaults)" if given else "the chapter's default parameters"
+    model = f"model `{page['model']}` and " if page["model"] else ""
+    return f"*Built by `python -m ihlib.book` on {page['date']} with {model}{params}.*"
 
 
 def add_provenance_cell(notebook: Path, text: str) -> None:
