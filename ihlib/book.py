@@ -67,7 +67,7 @@ import yaml
 from tqdm import tqdm
 
 from ihlib.errors import BookError, IHLibError, ParameterError
-from ihlib.models import check_local_model
+from ihlib.models import check_local_model, resolve_device
 from ihlib.verdicts import FAILED_MARKER
 
 PER_CHAPTER_PARAMETERS = ("output_dir",)
@@ -455,6 +455,8 @@ def run_book(
     root, build_dir = Path(root).resolve(), Path(build_dir).resolve()
     check_build_dir(root, build_dir)
     shared = with_local_model_checked(dict(shared or {}))
+    if "device" in shared:
+        resolve_device(shared["device"])  # CUDA on a CPU-only torch fails here, before any chapter runs
     notebooks = chapter_notebooks(root)
     declared = {chapter_name(nb): declared_parameters(root / nb) for nb in notebooks}
     check_parameters(shared, declared)

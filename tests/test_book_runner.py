@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+import torch
 from conftest import random_gpt2
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -429,3 +430,15 @@ def test_repository_chapters_follow_the_conventions(notebook):
     assert SHARED_NAMES <= set(declared)
     assert declared["model_name"]["default"] == "None"
     assert declared["device"]["default"] == '"auto"'
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only torch")
+def test_cuda_on_a_cpu_only_torch_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    build = tmp_path / "build"
+    (tiny_book / "book" / "00_first.ipynb").write_text(
+        nbformat.writes(tiny_chapter("00_first", 'n = 1\ndevice = "auto"'))
+    )
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "device=cuda", "--no-site"])
+    assert status == 2
+    assert "device='cuda' but this torch has no CUDA" in capsys.readouterr().err
+    assert not (build / "source").exists()
