@@ -134,7 +134,7 @@ def train_language(
     checkpoints: list[dict] = []
 
     def record(step: int, loss: float) -> None:
-        scores = head_scores(model, batch_size=20)
+        scores = head_scores(model, batch_size=20, seg_len=min(25, cfg.n_positions // 3))
         checkpoints.append(
             {"step": step, "loss": loss, "induction": scores.induction.tolist(), "shifting": scores.shifting.tolist()}
         )
