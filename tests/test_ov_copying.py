@@ -9,6 +9,7 @@ import torch
 from ihlib.errors import IHLibError
 from ihlib.models import transformer_of, unembedding
 from ihlib.ov_copying import (
+    OVParts,
     eigenvalue_copying_score,
     ov_circuit_block,
     ov_copying_scores,
@@ -39,10 +40,13 @@ def dense_scores(model) -> tuple[np.ndarray, np.ndarray]:
 def test_factored_scores_equal_the_dense_circuit(small_model):
     """Both scores of every head match the dense `(vocab, vocab)` computation, with chunks of a few columns."""
     fraction, eigen = dense_scores(small_model)
-    scores = ov_copying_scores(small_model, max_elements=8 * 97 * 5)  # 5 source columns per chunk
+    scores = ov_copying_scores(small_model, max_elements=8 * 97 * 5, dtype=torch.float64)  # chunks: 5 heads, 8 columns
     np.testing.assert_allclose(scores.token_fraction, fraction, atol=1e-12)
     np.testing.assert_allclose(scores.eigen_score, eigen, atol=1e-8)
     assert scores.chance_fraction == pytest.approx(1 / 97)
+    float32 = ov_copying_scores(small_model)
+    np.testing.assert_allclose(float32.token_fraction, fraction, atol=1e-12)
+    np.testing.assert_allclose(float32.eigen_score, eigen, atol=1e-8)
 
 
 def test_a_subset_of_sources_counts_only_those_columns(small_model):
@@ -55,14 +59,21 @@ def test_a_subset_of_sources_counts_only_those_columns(small_model):
         assert scores.token_fraction[layer, head] == pytest.approx(expected)
 
 
-def test_an_identity_circuit_scores_one_and_its_negative_minus_one():
-    """`M = A A^T` (positive semidefinite) has eigen score 1; `-A A^T` has -1; a rotation of 90 degrees has 0."""
-    A = torch.randn(1, 20, 4, dtype=torch.float64)
-    assert float(eigenvalue_copying_score(A, A)) == pytest.approx(1.0)
-    assert float(eigenvalue_copying_score(A, -A)) == pytest.approx(-1.0)
+def parts_with(w_o: torch.Tensor, w_v: torch.Tensor, seed: int = 0) -> OVParts:
+    """One head with tied embedding `X` `(20, d_model)` and the given `W_O`, `W_V` `(d_model, d_head)`."""
+    X = torch.randn(20, w_o.shape[0], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return OVParts(w_e=X, w_u=X, w_o=w_o[None], w_v=w_v[None])
+
+
+def test_eigen_score_is_one_for_copying_minus_one_for_suppressing_and_zero_for_a_rotation():
+    """`M = X Xᵀ` scores 1, `-X Xᵀ` scores -1, and `X R Xᵀ` with a 90-degree rotation `R` scores 0."""
+    identity = torch.eye(4, dtype=torch.float64)
+    assert float(eigenvalue_copying_score(parts_with(identity, identity))) == pytest.approx(1.0)
+    assert float(eigenvalue_copying_score(parts_with(-identity, identity))) == pytest.approx(-1.0)
     rotation = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=torch.float64)
-    B = torch.randn(1, 20, 2, dtype=torch.float64)
-    assert float(eigenvalue_copying_score(B, B @ rotation)) == pytest.approx(0.0, abs=1e-12)
+    assert float(eigenvalue_copying_score(parts_with(rotation, torch.eye(2, dtype=torch.float64)))) == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_circuit_block_is_the_dense_block(small_model):
