@@ -34,6 +34,10 @@ class Ablation:
     kind: AblationKind = "zero"
     label: str = ""
 
+    def __post_init__(self) -> None:
+        """Store `heads` as a tuple of `(layer, head)` int pairs, whatever sequences were passed."""
+        object.__setattr__(self, "heads", tuple((int(layer), int(head)) for layer, head in self.heads))
+
     @property
     def name(self) -> str:
         """`label`, or `"none"` / `"zero L1H2+L1H3"` built from the heads."""

@@ -108,7 +108,7 @@ def token_fraction(parts: OVParts, sources: torch.Tensor, *, max_elements: int) 
     """Share of `sources` whose column of `M` peaks at the source's own row, per head `(heads,)`.
 
     Heads run in chunks whose factor `W_U W_O` `(chunk, vocab, d_head)` and logit block
-    `(chunk, vocab, columns)` hold at most `max_elements` numbers each. Ties go to the first maximum.
+    `(chunk, columns, vocab)` hold at most `max_elements` numbers each. Ties go to the first maximum.
     """
     n_heads, vocab, d_head = parts.w_o.shape[0], parts.w_u.shape[0], parts.w_o.shape[2]
     head_chunk = max(1, int(max_elements) // (vocab * max(d_head, 1)))
@@ -118,8 +118,8 @@ def token_fraction(parts: OVParts, sources: torch.Tensor, *, max_elements: int) 
         out_side = parts.w_u @ parts.w_o[heads]  # (chunk, vocab, d_head)
         source_side = parts.w_e[sources] @ parts.w_v[heads]  # (chunk, n_sources, d_head)
         for columns in torch.arange(len(sources), device=sources.device).split(source_chunk):
-            logits = out_side @ source_side[:, columns].transpose(1, 2)  # (chunk, vocab, columns)
-            wins[heads] += (logits.argmax(dim=1) == sources[columns]).sum(dim=1)
+            logits = source_side[:, columns] @ out_side.transpose(1, 2)  # (chunk, columns, vocab): M transposed
+            wins[heads] += (logits.argmax(dim=-1) == sources[columns]).sum(dim=1)
     return wins / len(sources)
 
 

@@ -140,6 +140,14 @@ def test_copying_under_ablations_uses_one_forward_pass_per_condition(small_model
     assert result.chance_error == pytest.approx(96 / 97)
 
 
+def test_conditions_accept_heads_as_lists_and_name_themselves():
+    """`Ablation([[1, 0], [0, 3]])` stores int tuples and is named after its heads."""
+    condition = Ablation([[1, 0], [0, 3]], "mean")
+    assert condition.heads == ((1, 0), (0, 3))
+    assert condition.name == "mean L1H0+L0H3"
+    assert Ablation().name == "none"
+
+
 def test_bad_ablation_arguments_raise_ihlib_errors(small_model):
     """A head out of range, an unknown kind and a mean ablation without means name what is allowed."""
     with pytest.raises(IHLibError, match=r"layer in 0\.\.1, head in 0\.\.3"):
