@@ -11,8 +11,13 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, PretrainedConfi
 
 from ihlib.errors import ModelLoadError, ParameterError
 
-DEFAULT_MODEL_DIR = Path(__file__).parent / "default_model"
+EMBEDDED_MODELS: dict[str, Path] = {
+    "ihlib-copy": Path(__file__).parent / "default_model",
+    "ihlib-language": Path(__file__).parent / "language_model",
+}
+DEFAULT_EMBEDDED = "ihlib-copy"
 DEFAULT_MODEL_NAME = "ihlib-default"
+DEFAULT_MODEL_DIR = EMBEDDED_MODELS[DEFAULT_EMBEDDED]
 
 AnyGPT2 = GPT2Model | GPT2LMHeadModel
 
@@ -40,12 +45,14 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def load_model(name: str | Path | None = None, device: str | torch.device = "auto") -> GPT2LMHeadModel:
     """Load a GPT-2 language model with eager attention, in eval mode, on `device`.
 
-    `name=None` (or "ihlib-default") gives the embedded default model; otherwise a hub name
-    such as "gpt2" or a local directory holding `config.json` and the weights. Other architectures,
-    and checkpoints with missing or unexpected tensors, raise `ModelLoadError` naming them.
+    `name=None` (or "ihlib-default") gives the embedded default model, "ihlib-copy"; the embedded models are
+    "ihlib-copy" (learned only to copy repeated random tokens) and "ihlib-language" (learned a synthetic
+    language, with copying mixed in). Otherwise a hub name such as "gpt2" or a local directory holding
+    `config.json` and the weights. Other architectures, and checkpoints with missing or unexpected tensors,
+    raise `ModelLoadError` naming them.
     """
     target = resolve_device(device)
-    source = str(DEFAULT_MODEL_DIR if name is None or str(name) == DEFAULT_MODEL_NAME else name)
+    source = str(embedded_dir(name) or name)
     check_local_source(source)
     check_architecture(source, _config_dict(source, str(name)))
     try:
@@ -59,6 +66,13 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "aut
         raise ModelLoadError(_load_failure_message(str(name), err)) from err
     check_loading_info(source, info)
     return model.to(target).eval()
+
+
+def embedded_dir(name: str | Path | None) -> Path | None:
+    """Return the folder of the embedded model called `name` (None and "ihlib-default": the default), else None."""
+    if name is None or str(name) == DEFAULT_MODEL_NAME:
+        return DEFAULT_MODEL_DIR
+    return EMBEDDED_MODELS.get(str(name))
 
 
 def check_local_source(source: str) -> None:
@@ -163,8 +177,11 @@ def unembedding(model: AnyGPT2) -> torch.Tensor:
 
 
 def model_label(model: AnyGPT2) -> str:
-    """Return a short human-readable name for `model` (its path or hub name)."""
+    """Return a short human-readable name for `model`: its embedded name, else its path or hub name."""
     path = str(getattr(model.config, "_name_or_path", "") or "")
-    if not path or Path(path).resolve() == DEFAULT_MODEL_DIR.resolve():
-        return DEFAULT_MODEL_NAME
+    if not path:
+        return DEFAULT_EMBEDDED
+    for name, folder in EMBEDDED_MODELS.items():
+        if Path(path).resolve() == folder.resolve():
+            return name
     return path

@@ -33,7 +33,7 @@ def test_default_model_is_a_small_eager_gpt2_shipped_under_10_mb(default_model):
     assert not default_model.training
     size = (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size
     assert size < 10 * 1024**2
-    assert model_label(default_model) == "ihlib-default"
+    assert model_label(default_model) == "ihlib-copy"
 
 
 def test_default_model_ships_its_training_configuration(default_model):
