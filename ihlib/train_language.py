@@ -21,7 +21,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
-from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, word_entropies
+from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, provenance, word_entropies
 from ihlib.models import new_model
 from ihlib.scoring import head_scores
 from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     cfg = dataclasses.replace(LanguageTrainConfig(), steps=args.steps, seed=args.seed)
     model, log = train_language(cfg)
-    save(model, cfg, log, args.out)
+    save(model, cfg, log, args.out, extra={"data": provenance(cfg.language)})
     print(f"trained in {log['seconds']:.0f} s, final loss {log['final_loss']:.3f}, saved to {args.out}")
 
 

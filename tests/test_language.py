@@ -120,3 +120,12 @@ def test_training_records_head_scores_at_each_checkpoint():
     first = log["checkpoints"][0]
     assert np.asarray(first["induction"]).shape == (2, 2) and np.asarray(first["shifting"]).shape == (2, 2)
     assert len(log["losses"]) == 6
+
+
+def test_two_seeded_runs_give_bitwise_identical_weights():
+    first, _ = train_language(TINY, progress=False)
+    second, _ = train_language(TINY, progress=False)
+    other, _ = train_language(dataclasses.replace(TINY, seed=1), progress=False)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    assert not torch.equal(first.transformer.wte.weight, other.transformer.wte.weight)
