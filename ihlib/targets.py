@@ -1,9 +1,8 @@
-"""Which kinds of heads an embedded model has, per layer, and whether it meets the targets set for it.
+"""Which kinds of heads a model has, per layer, by the book's one rule (`heads.count_threshold`).
 
-A head is an induction head (IH) when its induction score is at least `KIND_BAR`, a shifting head when its
-shifting score is; "neither" when both scores are below `KIND_BAR`. The bar is absolute (a head that puts at
-least half of its attention on the right token), so that it means the same on every model; the uniform-attention
-baselines of chapter 0's setting (25-token segments, 3 repeats) are about 0.03 (induction) and 0.05 (shifting).
+A head is an induction head (IH) or a shifting head when its score of that kind reaches
+`max(0.5 x the best score of that kind, uniform-attention baseline + 0.1)`, the rule every chapter uses to
+choose heads; it is "neither" when it reaches neither bar.
 """
 
 from __future__ import annotations
@@ -12,19 +11,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihlib.heads import count_threshold
 from ihlib.scoring import HeadScores
-
-KIND_BAR = 0.5
 
 
 @dataclass(frozen=True)
 class HeadTable:
-    """Per layer: the number of IHs, shifting heads and heads of neither kind, each `(n_layer,)`; heads per layer."""
+    """Per layer: the number of IHs, shifting heads and heads of neither kind, each `(n_layer,)`; the two bars."""
 
     induction: np.ndarray
     shifting: np.ndarray
     neither: np.ndarray
     n_head: int
+    bars: dict[str, float]
 
     @property
     def n_heads(self) -> int:
@@ -39,12 +38,14 @@ class HeadTable:
         ]
 
 
-def head_table(scores: HeadScores, *, bar: float = KIND_BAR) -> HeadTable:
-    """Count, per layer, the heads whose induction or shifting score reaches `bar`, and those where neither does."""
-    is_ih, is_shift = scores.induction >= bar, scores.shifting >= bar
+def head_table(scores: HeadScores) -> HeadTable:
+    """Count, per layer, the heads that count as IHs or shifting heads (`count_threshold`) and those of neither."""
+    bars = {kind: count_threshold(scores, kind) for kind in ("induction", "shifting")}
+    is_ih, is_shift = scores.induction >= bars["induction"], scores.shifting >= bars["shifting"]
     return HeadTable(
         induction=is_ih.sum(axis=1),
         shifting=is_shift.sum(axis=1),
         neither=(~is_ih & ~is_shift).sum(axis=1),
         n_head=int(scores.induction.shape[1]),
+        bars=bars,
     )

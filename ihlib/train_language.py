@@ -90,6 +90,12 @@ class LanguageTrainConfig:
         ).gpt2_config()
 
 
+def config_from_record(record: dict) -> LanguageTrainConfig:
+    """Rebuild the training configuration from `training.json`'s `"train_config"` mapping."""
+    fields = dict(record)
+    return LanguageTrainConfig(**{**fields, "language": LanguageConfig(**fields["language"])})
+
+
 def mixed_batch_loss(
     model: GPT2LMHeadModel,
     cfg: LanguageTrainConfig,
