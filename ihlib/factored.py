@@ -160,7 +160,7 @@ SIDE_FACTORS = {"key": (Q, K), "output": (V, O)}  # right singular vectors of W_
 
 @dataclass(frozen=True)
 class HeadSubspaces:
-    """Top-`max_rank` singular bases of every head, float64: `bases[side] (L, H, d_model, r)`, `values[side] (L, H, r)`.
+    """Top-`max_rank` singular bases of every head, CPU float64: `bases[side] (L, H, d, r)`, `values[side] (L, H, r)`.
 
     Key side: right singular vectors of `W_qk = W_q W_k^T`; output side: left singular vectors of
     `W_ov = W_o W_v^T` (the right ones of `W_v W_o^T`). Singular values descending.
@@ -212,27 +212,27 @@ def head_subspaces(W_all: torch.Tensor, max_rank: int | None = None) -> HeadSubs
     """Key (`W_qk`) and output (`W_ov`) subspaces of every head up to `max_rank` (default d_head): one batched pass.
 
     For both sides of all heads at once (`A B^T` = `W_q W_k^T` or `W_v W_o^T`, right singular vectors wanted):
-    one batched product gives the Gram matrices `W^T W` of the four factors (in `W_all`'s dtype: the only pass
-    over the `d_model`-long factors besides the final `B Y`), then float64 on `d_head x d_head` cores only:
-    Cholesky `B^T B = R^T R`, eigendecomposition of `R (A^T A) R^T`, `Y = R^{-1} (top eigenvectors)`; the bases
-    `B Y` are re-orthonormalised in float64. From float32 weights the bases and singular values agree with
-    float64 dense SVDs to about 1e-6 (tests; the top directions also for factors of condition number 1e3), i.e.
-    near the weights' own precision; float64 weights give float64 accuracy. Rank-deficient or ill-conditioned
-    factors (as `thin_qr` judges them) take the float64 Householder path (`right_singular_subspace`). Results are
-    float64, on `W_all`'s device.
+    the only passes over the `d_model`-long factors run on `W_all`'s device and in its dtype: one batched
+    product for the Gram matrices `W^T W` of the four factors, and the bases `B Y` at the end. Everything else is
+    float64 on the CPU, on `d_head x d_head` cores: Cholesky `B^T B = R^T R`, eigendecomposition of
+    `R (A^T A) R^T`, `Y = R^{-1} (top eigenvectors)`, and a re-orthonormalisation of the bases. From float32
+    weights, bases and singular values agree with float64 dense SVDs to about 1e-6 (tests; also for factors of
+    condition number 1e3), near the weights' own precision; float64 weights give float64 accuracy. Rank-deficient
+    or ill-conditioned factors (as `thin_qr` judges them) take the float64 path of `right_singular_subspace`.
+    Results are float64 CPU tensors.
     """
     check_w_all(W_all)
     rank = W_all.shape[-1] if max_rank is None else check_rank(max_rank, W_all.shape[-1])
     W = W_all.detach()
-    grams = (W.mT @ W).double()  # (L, H, 4, k, k)
+    grams = (W.mT @ W).cpu().double()  # (L, H, 4, k, k)
     R = cholesky_r(grams[:, :, SECOND_FACTORS])  # (L, H, 2, k, k) or None
     if R is None:
-        return _householder_head_subspaces(W, rank)
+        return _float64_head_subspaces(W.cpu(), rank)
     eigenvalues, eigenvectors = torch.linalg.eigh(R @ grams[:, :, FIRST_FACTORS] @ R.mT)
     values = eigenvalues.flip(-1)[..., :rank].clamp_min(0.0).sqrt()  # (L, H, 2, r)
-    Y = torch.linalg.solve_triangular(R, eigenvectors.flip(-1)[..., :rank], upper=True).to(W.dtype)  # (L, H, 2, k, r)
+    Y = torch.linalg.solve_triangular(R, eigenvectors.flip(-1)[..., :rank], upper=True).to(W.device, W.dtype)
     bases = {  # per side: W[:, :, K] flattens to one batch stride, the (L, H, 2) view would be copied
-        side: orthonormalise((W[:, :, second] @ Y[:, :, i]).double())  # (L, H, d_model, r)
+        side: orthonormalise((W[:, :, second] @ Y[:, :, i]).cpu().double())  # (L, H, d_model, r)
         for i, (side, (_, second)) in enumerate(SIDE_FACTORS.items())
     }
     return HeadSubspaces(bases, {side: values[:, :, i] for i, side in enumerate(SIDE_FACTORS)}, int(W_all.shape[-1]))
@@ -244,7 +244,7 @@ def orthonormalise(U: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve_triangular(R, U, upper=True, left=False)
 
 
-def _householder_head_subspaces(W: torch.Tensor, rank: int) -> HeadSubspaces:
+def _float64_head_subspaces(W: torch.Tensor, rank: int) -> HeadSubspaces:
     """`head_subspaces` in float64 through `right_singular_subspace` (Householder QR where needed), for any factors."""
     W = W.double()
     bases, values = {}, {}
@@ -262,8 +262,8 @@ def stacked_qk_svd(W_all: torch.Tensor, heads: list) -> tuple[torch.Tensor, torc
     """
     check_w_all(W_all)
     heads = check_heads(heads, tuple(W_all.shape[:2]))
-    layers, cols = torch.tensor(heads).T
-    W = W_all.detach().cpu()[layers, cols].double()  # (K, 4, d_model, d_head)
+    layers, cols = np.asarray(heads).T
+    W = W_all.detach()[layers, cols].cpu().double()  # (K, 4, d_model, d_head)
     blocks = torch.linalg.qr(W[:, Q])[1] @ W[:, K].mT  # (K, d_head, d_model)
     _, S, Vh = torch.linalg.svd(blocks.flatten(0, 1), full_matrices=False)
     return S, Vh.T
