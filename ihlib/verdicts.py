@@ -10,20 +10,22 @@ import pandas as pd
 
 from ihlib.errors import IHLibError
 
-VERDICT_LABELS = ("supported", "partly supported", "not supported", "not tested")
+VERDICT_LABELS = ("supported", "partly supported", "not supported", "not informative", "not tested")
 
 
 @dataclass
 class Verdict:
-    """A claim's verdict (one of `VERDICT_LABELS`) and the sentences behind it.
+    """A claim's verdict (one of `VERDICT_LABELS`), the sentences behind it and a one-line caveat.
 
-    Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what gets saved as JSON.
+    "not informative": the test ran but could not have failed on this model. Notebooks display it as Markdown
+    (`_repr_markdown_`); `record()` is what gets saved as JSON.
     """
 
     claim: str
     verdict: str
     text: str
     details: list[str] = field(default_factory=list)
+    caveat: str = ""
 
     def __post_init__(self) -> None:
         """Reject labels outside the three-step scale."""
@@ -32,12 +34,19 @@ class Verdict:
 
     def record(self) -> dict:
         """JSON-friendly form."""
-        return {"claim": self.claim, "verdict": self.verdict, "text": self.text, "details": self.details}
+        return {
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "text": self.text,
+            "details": self.details,
+            "caveat": self.caveat,
+        }
 
     def _repr_markdown_(self) -> str:
         """Markdown shown by Jupyter: the verdict in bold, the evidence, then one bullet per detail."""
         bullets = "".join(f"\n- {line}" for line in self.details)
-        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}"
+        caveat = f"\n\n*Caveat: {self.caveat}*" if self.caveat else ""
+        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}{caveat}"
 
 
 @dataclass
@@ -48,13 +57,13 @@ class VerdictReport:
     missing: list[str]
 
     def table(self) -> pd.DataFrame:
-        """One row per verdict: chapter, claim, verdict."""
+        """One row per verdict: chapter, claim, verdict and its one-line caveat."""
         rows = [
-            {"chapter": chapter, "claim": v.claim, "verdict": v.verdict}
+            {"chapter": chapter, "claim": v.claim, "verdict": v.verdict, "caveat": v.caveat}
             for chapter, items in self.verdicts.items()
             for v in items
         ]
-        return pd.DataFrame(rows, columns=["chapter", "claim", "verdict"])
+        return pd.DataFrame(rows, columns=["chapter", "claim", "verdict", "caveat"])
 
     def _repr_markdown_(self) -> str:
         """All verdicts as Markdown sections, then the chapters that saved none."""
