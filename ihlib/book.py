@@ -2,47 +2,65 @@
 
 Usage (from the repository root)::
 
-    python -m ihlib.book [--model NAME_OR_DIR] [--params F.yml] [--param name=value ...]
+    python -m ihlib.book [--model NAME_OR_DIR] [--models A,B] [--no-embedded] [--jobs N]
+                         [--params F.yml] [--param name=value ...]
                          [--only CHAPTER ...] [--build-dir _build] [--root .] [--no-site]
 
 Conventions every chapter follows:
 
 - `_toc.yml` and `_config.yml` sit at the repository root and every page lives in `book/`: `book/intro.md`,
   the chapters `book/NN_short_name.ipynb` (`00_finding_heads`, `01_diagonal`, `02_common_subspace`,
-  `03_shuffling`, `04_projection`) and `book/conclusion.ipynb` (it gathers the saved verdicts).
-  The runner executes the notebooks the toc lists,
-  in toc order, and copies everything else in `book/` (markdown pages, figures).
+  `03_shuffling`, `04_projection`), and the gathering pages `book/across_models.ipynb` (the claims per model) and
+  `book/conclusion.ipynb` (the saved verdicts). The runner executes the notebooks the toc lists and copies
+  everything else in `book/` (markdown pages, figures).
 - A chapter is stored without outputs and has one cell tagged `parameters` declaring the shared names
   `model_name = None` (None: the embedded default; a hub name such as "gpt2"; or a local directory),
   `device = "auto"`, `seed = 0` and `output_dir = "results/NN_short_name"`, then its own names.
   It runs alone: `papermill book/03_shuffling.ipynb out.ipynb -p model_name gpt2 -p n_exp 20`.
+  A page that declares no `model_name` gathers what the chapters saved: it runs after all of them.
+- Models: the chapters run on the site's model (`--model`, default the embedded default) and their pages make the
+  site; the chapters that declare `model_name` also run on every other embedded model (unless `--no-embedded`) and
+  on each model of `--models a,b` (embedded names, hub names or local directories; repeatable), each in its own
+  folder `models/<label>/` (no site pages), for the across-models page.
 - Shared parameters: `--params F.yml` (a YAML mapping), then `--param name=value` (value parsed as YAML,
   repeatable), then `--model X` (sets `model_name`), later ones winning. Each notebook receives only the
   names it declares; a name that no chapter declares is an error (typo protection). `output_dir` is per
-  chapter and cannot be shared.
+  chapter and cannot be shared. The other models get the same parameters with their own `model_name`.
+- Parallel: `--jobs N` chapters run at once (default: the number of cores), each kernel's torch with
+  cores / N threads; the chapters that the last run timed start longest first, the others chapter by chapter,
+  each on every model.
+  Kernels get `TQDM_DISABLE=1`, `PYTHONWARNINGS=ignore` and `TRANSFORMERS_VERBOSITY=error`: no progress bar or
+  warning reaches a page (the runner shows its own progress), and `IHLIB_SCORE_CACHE=_build/cache`, so that the
+  chapters compute the head scores of one model and setting once (`ihlib.score_cache`).
 - Layout under the build folder (`_build` by default); `book/` is never written to:
 
       _build/source/                   the Jupyter Book source: _config.yml, _toc.yml, book/ pages and assets
-      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance line (date, model, parameters)
-                                       after its title; moved here only when the chapter succeeds
+      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance cell after its title (date,
+                                       model, parameters; download links to its saved JSON and NPZ files and to
+                                       the executed notebook); moved here only when the chapter succeeds
       _build/source/results/NN_*/      what each chapter saves: notebooks run with cwd = _build/source,
                                        as they would from the repository root (so `../results/...` works
                                        from a page in book/); emptied before the chapter runs
+      _build/source/results/model.json the site model's label and model_name (one per model's results/)
+      _build/models/<label>/           another model: book/NN_*.ipynb executed, results/NN_*/ saved, failed/
       _build/failed/NN_*.ipynb         the executed notebook of a chapter whose last run failed, with the error
-      _build/html/index.html           the site; notebook figures are files under _build/html/_images
-      _build/timings.json              seconds per chapter and for the site
+      _build/cache/                    head scores keyed by the model's weights and the options (kept between runs)
+      _build/html/index.html           the site; figures under _build/html/_images, data under _build/html/_downloads
+      _build/timings.json              seconds per chapter (alone), for the site, and the wall-clock total
       _build/run.json                  per executed page: status, date, model and parameters of the run that built it
 
-- A run without `--only` first removes what a previous run left (`source/`, `html/`, `failed/`, the records).
-  With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
+- A run without `--only` first removes what a previous run left (`source/`, `models/`, `html/`, `failed/`, the
+  records). With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
   executed is shown without outputs, with a warning).
 - Parameters are checked before anything runs: a value must have the type of the chapter's default
-  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` directory must hold a GPT-2
-  (it is passed to the chapters as an absolute path).
-- A failing chapter stops the run: its name and error are printed, the executed notebooks and results of
-  the chapters before it stay, the site is not built and a previous `html/` is removed, and the exit status is 1.
-  The failed chapter keeps its last good executed notebook; its results folder loses `verdict.json` and gets
-  `FAILED.json`, so the conclusion shows "failed" for it instead of an old verdict.
+  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` or `--models` directory must hold
+  a GPT-2 (it is passed to the chapters as an absolute path).
+- A chapter failing on the site's model stops the run: no further chapter starts (those running finish), its name
+  and error are printed, the executed notebooks and results of the other chapters stay, the site is not built and
+  a previous `html/` is removed, and the exit status is 1. The failed chapter keeps its last good executed
+  notebook; its results folder loses `verdict.json` and gets `FAILED.json`, so the conclusion shows "failed" for
+  it instead of an old verdict. A chapter failing on another model gets the same marker in that model's folder
+  (the across-models page shows "failed"); the run goes on and builds the site, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -488,9 +506,10 @@ def run_book(
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     claims = [nb for nb in selected if "model_name" in declared[chapter_name(nb)]]
     gathering = [nb for nb in selected if nb not in claims]
-    model_jobs = [
-        chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date) for place in places for nb in claims
-    ]
+    model_jobs = longest_first(
+        [chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date) for nb in claims for place in places],
+        previous_seconds(build_dir),
+    )
     gathering_jobs = [chapter_job(root, places[0], nb, shared, declared[chapter_name(nb)], date) for nb in gathering]
     if not only:
         clean_build(build_dir)
@@ -506,6 +525,7 @@ def run_book(
         if run.failed is None:
             _execute(gathering_jobs, workers, kernel, run, record, bar, progress)
     bar.close()
+    run.chapter_seconds = _in_toc_order(run.chapter_seconds, notebooks, places)
     for place in places:
         shutil.rmtree(place.running, ignore_errors=True)
     if run.failed is not None and (build_dir / HTML_DIR).exists():
@@ -522,8 +542,20 @@ def run_book(
     return run
 
 
-def _in_toc_order(record: dict[str, dict], notebooks: list[Path], places: list[ModelPlace]) -> dict[str, dict]:
-    """The run record's pages in toc order, the site model's first, then each other model's."""
+def previous_seconds(build_dir: Path) -> dict[str, float]:
+    """Seconds per job of the last run that recorded them (`timings.json`), empty when there is none."""
+    path = build_dir / "timings.json"
+    return json.loads(path.read_text()).get("chapters", {}) if path.is_file() else {}
+
+
+def longest_first(jobs: list[ChapterJob], seconds: dict[str, float]) -> list[ChapterJob]:
+    """Jobs ordered to finish early on several workers: those the last run timed, longest first, then the others in
+    their given order (chapter by chapter, each on every model, so that one chapter's runs overlap)."""
+    return sorted(jobs, key=lambda job: -seconds.get(job.name, 0.0))
+
+
+def _in_toc_order(record: dict[str, object], notebooks: list[Path], places: list[ModelPlace]) -> dict[str, object]:
+    """`record`'s entries by page in toc order, the site model's first, then each other model's."""
     names = [place.job_name(nb) for place in places for nb in notebooks]
     return {name: record[name] for name in names if name in record}
 
@@ -647,7 +679,7 @@ def parse_models(text: str) -> list[str]:
 def check_jobs(jobs: int | None) -> int:
     """Return the number of chapters run at once: `jobs`, or the number of cores when None; raise below 1."""
     if jobs is None:
-        return os.cpu_count() or 1
+        return available_cores()
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise BookError(f"--jobs {jobs!r}: give a whole number of chapters to run at once, at least 1.")
     return jobs
@@ -655,7 +687,14 @@ def check_jobs(jobs: int | None) -> int:
 
 def kernel_threads(workers: int) -> int:
     """Threads each kernel's torch may use so that `workers` kernels at once share the cores without oversubscribing."""
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, available_cores() // workers)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it, else the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def write_model_record(place: ModelPlace) -> None:
@@ -690,13 +729,6 @@ def _execute(
             for future in done:
                 _record_outcome(running.pop(future), future, run, record, progress)
                 bar.update()
-    order = [job.name for job in jobs]
-    run.chapter_seconds = dict(sorted(run.chapter_seconds.items(), key=lambda item: _order_key(item[0], order)))
-
-
-def _order_key(name: str, order: list[str]) -> tuple[int, int]:
-    """Sort key keeping earlier runs' entries first and this batch's in job order."""
-    return (1, order.index(name)) if name in order else (0, 0)
 
 
 def _record_outcome(job: ChapterJob, future: Future, run: BookRun, record: dict[str, dict], progress: bool) -> None:

@@ -20,9 +20,11 @@ from conftest import random_gpt2
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import (
+    ChapterJob,
     chapter_notebooks,
     check_parameters,
     embedded_models,
+    longest_first,
     main,
     merged_streams,
     model_places,
@@ -521,7 +523,7 @@ def test_claims_run_on_every_other_model_into_its_own_folder(book_with_gathering
     run = run_book(book_with_gathering_page, build, {"n": 3}, site=False, progress=False, other_models=others)
     assert run.failed is None and run.model_failures == []
     chapters = ["00_first", "01_second", "02_third"]
-    assert list(run.chapter_seconds) == [*chapters, *[f"small_gpt2/{c}" for c in chapters], "gather"]
+    assert list(run.chapter_seconds) == [*chapters, "gather", *[f"small_gpt2/{c}" for c in chapters]]
     assert sorted(p.name for p in (build / "models").iterdir()) == ["small_gpt2"]
     results = build / "models" / "small_gpt2" / "results"
     received = json.loads((results / "00_first" / "params.json").read_text())
@@ -645,3 +647,12 @@ def test_download_links_resolve_in_the_built_site(tiny_book, tmp_path):
     links = re.findall(r'<a class="reference download internal" download="" href="([^"]+)"', html)
     assert {Path(link).name for link in links} == {"params.json", "verdict.json", "00_first.ipynb"}
     assert all((run.index_html.parent / "book" / link).resolve().is_file() for link in links)
+
+
+def test_jobs_the_last_run_timed_start_longest_first(tmp_path):
+    """Timed jobs go first, longest first; untimed ones follow in their given order."""
+    (site,) = model_places(tmp_path, None, [])
+    names = ("00_a", "01_b", "02_c", "03_d")
+    jobs = [ChapterJob(site, Path(f"book/{name}.ipynb"), tmp_path / name, {}, {}) for name in names]
+    ordered = longest_first(jobs, {"01_b": 5.0, "03_d": 50.0})
+    assert [job.name for job in ordered] == ["03_d", "01_b", "00_a", "02_c"]
