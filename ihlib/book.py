@@ -70,6 +70,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -106,6 +107,7 @@ FAILED_DIR = "failed"  # the executed notebook of the last failed run of a chapt
 RUN_RECORD = "run.json"
 MODELS_DIR = "models"  # the claims run on the other models, one folder each: models/<label>/{book,results}/
 CACHE_DIR = "cache"  # head scores shared by the chapters (IHLIB_SCORE_CACHE); kept between runs, keyed by weights
+TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+ \[")  # `shuffle QK: 40%|####      | 2/5 [00:01<00:02, 1.9it/s]`
 KERNEL_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model-loading bars are noise on a page
     "TQDM_DISABLE": "1",  # progress bars stay on the runner's terminal, never on a page
@@ -404,7 +406,8 @@ def kernel_environment(*, score_cache: Path, threads: int) -> Iterator[None]:
 
 
 def tidy_stream_outputs(notebook: Path) -> None:
-    """Merge consecutive stream outputs per cell and apply carriage returns: a progress bar keeps its last state."""
+    """Merge consecutive stream outputs per cell, apply carriage returns, and drop tqdm bars written to stderr (a
+    progress bar made with an explicit `disable=False` ignores TQDM_DISABLE; it belongs on a terminal, not a page)."""
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -424,7 +427,9 @@ def merged_streams(outputs: list) -> list:
     for output in merged:
         if output.output_type == "stream":
             output.text = terminal_text(output.text)
-    return merged
+        if output.output_type == "stream" and output.name == "stderr":
+            output.text = "".join(line for line in output.text.splitlines(True) if not TQDM_BAR.search(line))
+    return [output for output in merged if output.output_type != "stream" or output.text.strip()]
 
 
 def terminal_text(text: str) -> str:
@@ -819,8 +824,8 @@ def data_links_text(notebook: Path, results: Path) -> str:
         p for p in results.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES and p.name != MODEL_RECORD
     )
     links = [_download(p.relative_to(results).as_posix(), f"../results/{results.name}/") for p in files]
-    data = f" Its saved data: {', '.join(links)}." if links else ""
-    return f"{data} The executed notebook: {_download(notebook.name, '')}."
+    data = f"Its saved data: {', '.join(links)}. " if links else ""
+    return f"\n\n{data}The executed notebook: {_download(notebook.name, '')}."
 
 
 def _download(name: str, folder: str) -> str:

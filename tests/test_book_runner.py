@@ -284,6 +284,21 @@ def test_progress_bars_keep_their_last_state():
     assert [(o.name, o.text) for o in merged] == [("stderr", "load 100%\n"), ("stdout", "hello\n")]
 
 
+def test_tqdm_bars_on_stderr_are_dropped_and_other_text_kept():
+    """A tqdm bar on stderr leaves the page (an output left empty goes too); stdout and other stderr lines stay."""
+    bar = "\rshuffle QK:   0%|          | 0/30 [00:00<?, ?it/s]\rshuffle QK: 100%|##########| 30/30 [00:06<00:00]\n"
+    outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text=bar),
+        nbformat.v4.new_output("stream", name="stdout", text="40%|of heads| 2/5 [kept: stdout]\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=bar + "a message\n"),
+    ]
+    merged = merged_streams(outputs)
+    assert [(o.name, o.text) for o in merged] == [
+        ("stdout", "40%|of heads| 2/5 [kept: stdout]\n"),
+        ("stderr", "a message\n"),
+    ]
+
+
 def test_run_executes_every_chapter_with_its_own_parameters(tiny_book, tmp_path):
     """Chapters run in toc order in the build folder, each with only its declared names; `book/` is untouched."""
     before = tree_digest(tiny_book / "book")
@@ -604,6 +619,8 @@ def test_kernels_show_no_progress_bars_or_warnings_and_share_the_score_cache(tin
         from tqdm.auto import tqdm
 
         for _ in tqdm(range(3), desc="loop"):
+            pass
+        for _ in tqdm(range(3), desc="forced on", disable=False):  # overrides TQDM_DISABLE: the runner drops it
             pass
         warnings.warn("a warning the page must not show")
         print("cache:", os.environ["IHLIB_SCORE_CACHE"])
