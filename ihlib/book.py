@@ -621,14 +621,13 @@ def model_short_name(model_name: str | None) -> str:
 
 def same_model(a: str | None, b: str | None) -> bool:
     """Whether two model names denote the same model: the same embedded folder, local folder or hub name."""
+    return _model_identity(a) == _model_identity(b)
 
-    def where(name: str | None) -> str:
-        folder = embedded_dir(name)
-        return (
-            str(folder.resolve()) if folder is not None else str(Path(name).resolve()) if Path(name).is_dir() else name
-        )
 
-    return where(a) == where(b)
+def _model_identity(name: str | None) -> str:
+    """The resolved folder of an embedded or local model, else the hub name."""
+    folder = embedded_dir(name) or Path(name)
+    return str(folder.resolve()) if folder.is_dir() else str(name)
 
 
 def model_places(build_dir: Path, site_model: str | None, others: list[str]) -> list[ModelPlace]:
@@ -647,16 +646,16 @@ def model_places(build_dir: Path, site_model: str | None, others: list[str]) -> 
     for model in others:
         if any(same_model(model, place.model_name) for place in places):
             continue
-        label = model_short_name(model)
-        taken = {place.label for place in places}
-        label = (
-            next(f"{label}-{i}" for i in range(2, len(places) + 2) if f"{label}-{i}" not in taken)
-            if label in taken
-            else label
-        )
+        label = _unique_label(model_short_name(model), {place.label for place in places})
         workdir = build_dir / MODELS_DIR / label
         places.append(ModelPlace(label, model, workdir, workdir / RUNNING_DIR, workdir / FAILED_DIR, site=False))
     return places
+
+
+def _unique_label(label: str, taken: set[str]) -> str:
+    """`label`, or `label-2`, `label-3`, ... : the first that is not `taken`."""
+    candidates = [label, *(f"{label}-{i}" for i in range(2, len(taken) + 3))]
+    return next(candidate for candidate in candidates if candidate not in taken)
 
 
 def checked_model(model: str) -> str:
@@ -665,10 +664,10 @@ def checked_model(model: str) -> str:
     return str(with_local_model_checked({"model_name": model})["model_name"])
 
 
-def embedded_models(*, present_only: bool = True) -> list[str]:
-    """The embedded models' short names (the default first); with `present_only`, those shipped in this checkout."""
+def embedded_models() -> list[str]:
+    """The short names of the embedded models shipped in this checkout, the default first."""
     names = [DEFAULT_EMBEDDED, *[name for name in EMBEDDED_MODELS if name != DEFAULT_EMBEDDED]]
-    return [name for name in names if not present_only or (EMBEDDED_MODELS[name] / "config.json").is_file()]
+    return [name for name in names if (EMBEDDED_MODELS[name] / "config.json").is_file()]
 
 
 def parse_models(text: str) -> list[str]:
