@@ -2,47 +2,65 @@
 
 Usage (from the repository root)::
 
-    python -m ihlib.book [--model NAME_OR_DIR] [--params F.yml] [--param name=value ...]
+    python -m ihlib.book [--model NAME_OR_DIR] [--models A,B] [--no-embedded] [--jobs N]
+                         [--params F.yml] [--param name=value ...]
                          [--only CHAPTER ...] [--build-dir _build] [--root .] [--no-site]
 
 Conventions every chapter follows:
 
 - `_toc.yml` and `_config.yml` sit at the repository root and every page lives in `book/`: `book/intro.md`,
   the chapters `book/NN_short_name.ipynb` (`00_finding_heads`, `01_diagonal`, `02_common_subspace`,
-  `03_shuffling`, `04_projection`) and `book/conclusion.ipynb` (it gathers the saved verdicts).
-  The runner executes the notebooks the toc lists,
-  in toc order, and copies everything else in `book/` (markdown pages, figures).
+  `03_shuffling`, `04_projection`), and the gathering pages `book/across_models.ipynb` (the claims per model) and
+  `book/conclusion.ipynb` (the saved verdicts). The runner executes the notebooks the toc lists and copies
+  everything else in `book/` (markdown pages, figures).
 - A chapter is stored without outputs and has one cell tagged `parameters` declaring the shared names
   `model_name = None` (None: the embedded default; a hub name such as "gpt2"; or a local directory),
   `device = "auto"`, `seed = 0` and `output_dir = "results/NN_short_name"`, then its own names.
   It runs alone: `papermill book/03_shuffling.ipynb out.ipynb -p model_name gpt2 -p n_exp 20`.
+  A page that declares no `model_name` gathers what the chapters saved: it runs after all of them.
+- Models: the chapters run on the site's model (`--model`, default the embedded default) and their pages make the
+  site; the chapters that declare `model_name` also run on every other embedded model (unless `--no-embedded`) and
+  on each model of `--models a,b` (embedded names, hub names or local directories; repeatable), each in its own
+  folder `models/<label>/` (no site pages), for the across-models page.
 - Shared parameters: `--params F.yml` (a YAML mapping), then `--param name=value` (value parsed as YAML,
   repeatable), then `--model X` (sets `model_name`), later ones winning. Each notebook receives only the
   names it declares; a name that no chapter declares is an error (typo protection). `output_dir` is per
-  chapter and cannot be shared.
+  chapter and cannot be shared. The other models get the same parameters with their own `model_name`.
+- Parallel: `--jobs N` chapters run at once (default: the number of cores), each kernel's torch with
+  cores / N threads; the chapters that the last run timed start longest first, the others chapter by chapter,
+  each on every model.
+  Kernels get `TQDM_DISABLE=1`, `PYTHONWARNINGS=ignore` and `TRANSFORMERS_VERBOSITY=error`: no progress bar or
+  warning reaches a page (the runner shows its own progress), and `IHLIB_SCORE_CACHE=_build/cache`, so that the
+  chapters compute the head scores of one model and setting once (`ihlib.score_cache`).
 - Layout under the build folder (`_build` by default); `book/` is never written to:
 
       _build/source/                   the Jupyter Book source: _config.yml, _toc.yml, book/ pages and assets
-      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance line (date, model, parameters)
-                                       after its title; moved here only when the chapter succeeds
+      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance cell after its title (date,
+                                       model, parameters; download links to its saved JSON and NPZ files and to
+                                       the executed notebook); moved here only when the chapter succeeds
       _build/source/results/NN_*/      what each chapter saves: notebooks run with cwd = _build/source,
                                        as they would from the repository root (so `../results/...` works
                                        from a page in book/); emptied before the chapter runs
+      _build/source/results/model.json the site model's label and model_name (one per model's results/)
+      _build/models/<label>/           another model: book/NN_*.ipynb executed, results/NN_*/ saved, failed/
       _build/failed/NN_*.ipynb         the executed notebook of a chapter whose last run failed, with the error
-      _build/html/index.html           the site; notebook figures are files under _build/html/_images
-      _build/timings.json              seconds per chapter and for the site
+      _build/cache/                    head scores keyed by the model's weights and the options (kept between runs)
+      _build/html/index.html           the site; figures under _build/html/_images, data under _build/html/_downloads
+      _build/timings.json              seconds per chapter (alone), for the site, and the wall-clock total
       _build/run.json                  per executed page: status, date, model and parameters of the run that built it
 
-- A run without `--only` first removes what a previous run left (`source/`, `html/`, `failed/`, the records).
-  With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
+- A run without `--only` first removes what a previous run left (`source/`, `models/`, `html/`, `failed/`, the
+  records). With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
   executed is shown without outputs, with a warning).
 - Parameters are checked before anything runs: a value must have the type of the chapter's default
-  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` directory must hold a GPT-2
-  (it is passed to the chapters as an absolute path).
-- A failing chapter stops the run: its name and error are printed, the executed notebooks and results of
-  the chapters before it stay, the site is not built and a previous `html/` is removed, and the exit status is 1.
-  The failed chapter keeps its last good executed notebook; its results folder loses `verdict.json` and gets
-  `FAILED.json`, so the conclusion shows "failed" for it instead of an old verdict.
+  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` or `--models` directory must hold
+  a GPT-2 (it is passed to the chapters as an absolute path).
+- A chapter failing on the site's model stops the run: no further chapter starts (those running finish), its name
+  and error are printed, the executed notebooks and results of the other chapters stay, the site is not built and
+  a previous `html/` is removed, and the exit status is 1. The failed chapter keeps its last good executed
+  notebook; its results folder loses `verdict.json` and gets `FAILED.json`, so the conclusion shows "failed" for
+  it instead of an old verdict. A chapter failing on another model gets the same marker in that model's folder
+  (the across-models page shows "failed"); the run goes on and builds the site, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -52,11 +70,13 @@ import ast
 import contextlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,8 +86,17 @@ import papermill
 import yaml
 from tqdm import tqdm
 
+from ihlib.across import MODEL_RECORD
 from ihlib.errors import BookError, IHLibError, ParameterError
-from ihlib.models import check_local_model, resolve_device
+from ihlib.models import (
+    DEFAULT_EMBEDDED,
+    DEFAULT_MODEL_NAME,
+    EMBEDDED_MODELS,
+    check_local_model,
+    embedded_dir,
+    resolve_device,
+)
+from ihlib.score_cache import CACHE_ENV
 from ihlib.verdicts import FAILED_MARKER
 
 PER_CHAPTER_PARAMETERS = ("output_dir",)
@@ -76,9 +105,14 @@ HTML_DIR = "html"
 RUNNING_DIR = "running"  # chapters being executed; moved into source/ only when they succeed
 FAILED_DIR = "failed"  # the executed notebook of the last failed run of a chapter, with its error
 RUN_RECORD = "run.json"
+MODELS_DIR = "models"  # the claims run on the other models, one folder each: models/<label>/{book,results}/
+CACHE_DIR = "cache"  # head scores shared by the chapters (IHLIB_SCORE_CACHE); kept between runs, keyed by weights
+TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+ \[")  # `shuffle QK: 40%|####      | 2/5 [00:01<00:02, 1.9it/s]`
 KERNEL_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model-loading bars are noise on a page
-    "PYTHONWARNINGS": "ignore:IProgress not found",  # tqdm.auto without ipywidgets: static pages need none
+    "TQDM_DISABLE": "1",  # progress bars stay on the runner's terminal, never on a page
+    "TRANSFORMERS_VERBOSITY": "error",  # transformers logs its warnings (config checks) to stderr, not as warnings
+    "PYTHONWARNINGS": "ignore",  # warnings are for whoever calls ihlib; a rendered page shows results only
 }
 
 
@@ -104,6 +138,8 @@ class BookRun:
     index_html: Path | None = None
     failed: ChapterFailed | None = None
     removed_site: Path | None = None
+    model_failures: list[ChapterFailed] = field(default_factory=list)
+    wall_seconds: float | None = None
 
 
 def toc_files(root: Path) -> list[str]:
@@ -334,16 +370,15 @@ def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        with kernel_environment():
-            papermill.execute_notebook(
-                str(notebook),
-                str(output),
-                parameters=parameters,
-                kernel_name=kernel,
-                cwd=str(cwd),
-                progress_bar=False,
-                extra_arguments=["--log-level=CRITICAL"],  # keep ipykernel's own log lines out of the run's log
-            )
+        papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=parameters,
+            kernel_name=kernel,
+            resources={"metadata": {"path": str(cwd)}},  # the kernel's cwd; papermill's cwd= would chdir this process
+            progress_bar=False,
+            extra_arguments=["--log-level=CRITICAL"],  # keep ipykernel's own log lines out of the run's log
+        )
     except papermill.PapermillExecutionError as err:
         cell = f"In [{err.exec_count}]"
         raise ChapterFailed(chapter_name(notebook), f"{err.ename}: {err.evalue}", output, cell) from err
@@ -354,11 +389,12 @@ def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd
 
 
 @contextlib.contextmanager
-def kernel_environment() -> Iterator[None]:
-    """Set KERNEL_ENV (appending to an existing PYTHONWARNINGS) for kernels started inside; restore after."""
-    saved = {name: os.environ.get(name) for name in KERNEL_ENV}
-    for name, value in KERNEL_ENV.items():
-        os.environ[name] = f"{saved[name]},{value}" if name == "PYTHONWARNINGS" and saved[name] else value
+def kernel_environment(*, score_cache: Path, threads: int) -> Iterator[None]:
+    """Set KERNEL_ENV, the head-score cache folder and the threads per kernel for kernels started inside; restore
+    every variable after."""
+    values = {**KERNEL_ENV, CACHE_ENV: str(score_cache), "OMP_NUM_THREADS": str(threads)}
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -370,7 +406,8 @@ def kernel_environment() -> Iterator[None]:
 
 
 def tidy_stream_outputs(notebook: Path) -> None:
-    """Merge consecutive stream outputs per cell and apply carriage returns: a progress bar keeps its last state."""
+    """Merge consecutive stream outputs per cell, apply carriage returns, and drop tqdm bars written to stderr (a
+    progress bar made with an explicit `disable=False` ignores TQDM_DISABLE; it belongs on a terminal, not a page)."""
     nb = nbformat.read(notebook, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
@@ -390,7 +427,9 @@ def merged_streams(outputs: list) -> list:
     for output in merged:
         if output.output_type == "stream":
             output.text = terminal_text(output.text)
-    return merged
+        if output.output_type == "stream" and output.name == "stderr":
+            output.text = "".join(line for line in output.text.splitlines(True) if not TQDM_BAR.search(line))
+    return [output for output in merged if output.output_type != "stream" or output.text.strip()]
 
 
 def terminal_text(text: str) -> str:
@@ -435,8 +474,9 @@ def check_build_dir(root: Path, build_dir: Path) -> None:
 
 
 def clean_build(build_dir: Path) -> None:
-    """Remove what a previous full run left in `build_dir` (source, html, doctrees, timings); nothing else."""
-    for name in (SOURCE_DIR, HTML_DIR, RUNNING_DIR, FAILED_DIR, ".doctrees", "jupyter_execute"):
+    """Remove what a previous full run left in `build_dir` (source, other models, html, doctrees, timings); the
+    head-score cache stays (its entries are keyed by the weights and the options)."""
+    for name in (SOURCE_DIR, MODELS_DIR, HTML_DIR, RUNNING_DIR, FAILED_DIR, ".doctrees", "jupyter_execute"):
         shutil.rmtree(build_dir / name, ignore_errors=True)
     for name in ("timings.json", RUN_RECORD):
         (build_dir / name).unlink(missing_ok=True)
@@ -450,10 +490,16 @@ def run_book(
     site: bool = True,
     kernel: str = "python3",
     progress: bool = True,
+    *,
+    other_models: list[str] | tuple[str, ...] = (),
+    jobs: int | None = None,
 ) -> BookRun:
-    """Execute the toc's chapters into `build_dir/source`, then build `build_dir/html`; see the module docstring."""
+    """Execute the toc's chapters into `build_dir/source`, the claims on `other_models` into `build_dir/models/`,
+    then build `build_dir/html`, with `jobs` chapters at a time (default: the number of cores); see the module
+    docstring."""
     root, build_dir = Path(root).resolve(), Path(build_dir).resolve()
     check_build_dir(root, build_dir)
+    workers = check_jobs(jobs)
     shared = with_local_model_checked(dict(shared or {}))
     if "device" in shared:
         resolve_device(shared["device"])  # CUDA on a CPU-only torch fails here, before any chapter runs
@@ -461,76 +507,279 @@ def run_book(
     declared = {chapter_name(nb): declared_parameters(root / nb) for nb in notebooks}
     check_parameters(shared, declared)
     selected = select_chapters(notebooks, only)
-    chapter_params = {
-        name: typed_parameters(parameters_for(shared, defaults), defaults, chapter=name)
-        for name, defaults in declared.items()
-    }
+    places = model_places(build_dir, shared.get("model_name"), [checked_model(m) for m in other_models])
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    claims = [nb for nb in selected if "model_name" in declared[chapter_name(nb)]]
+    gathering = [nb for nb in selected if nb not in claims]
+    model_jobs = longest_first(
+        [chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date) for nb in claims for place in places],
+        previous_seconds(build_dir),
+    )
+    gathering_jobs = [chapter_job(root, places[0], nb, shared, declared[chapter_name(nb)], date) for nb in gathering]
     if not only:
         clean_build(build_dir)
-    source = build_dir / SOURCE_DIR
-    prepare_source(root, source)
+    prepare_source(root, build_dir / SOURCE_DIR)
     run = BookRun()
     record = load_run_record(build_dir)
-    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    bar = tqdm(selected, desc="book", unit="chapter", disable=None if progress else True, file=sys.stderr)
-    for index, notebook in enumerate(bar, start=1):
-        name = chapter_name(notebook)
-        params = chapter_params[name]
-        page = page_record(params, declared[name], date)
-        bar.set_postfix_str(name)
-        _say(progress, f"[{index}/{len(selected)}] {name}: running with {params or 'its defaults'}")
-        try:
-            run.chapter_seconds[name] = publish_chapter(root, notebook, build_dir, params, kernel, page)
-        except ChapterFailed as failure:
-            run.failed = failure
-            record[name] = {**page, "status": "failed", "error": failure.error}
-            break
-        record[name] = {**page, "status": "done", "seconds": round(run.chapter_seconds[name], 1)}
-        _say(progress, f"[{index}/{len(selected)}] {name}: done in {run.chapter_seconds[name]:.1f} s")
+    bar = tqdm(total=len(model_jobs) + len(gathering), desc="book", unit="chapter", disable=None if progress else True)
+    start = time.perf_counter()
+    with kernel_environment(score_cache=build_dir / CACHE_DIR, threads=kernel_threads(workers)):
+        for place in places:
+            write_model_record(place)
+        _execute(model_jobs, workers, kernel, run, record, bar, progress)
+        if run.failed is None:
+            _execute(gathering_jobs, workers, kernel, run, record, bar, progress)
     bar.close()
-    shutil.rmtree(build_dir / RUNNING_DIR, ignore_errors=True)
+    run.chapter_seconds = _in_toc_order(run.chapter_seconds, notebooks, places)
+    for place in places:
+        shutil.rmtree(place.running, ignore_errors=True)
     if run.failed is not None and (build_dir / HTML_DIR).exists():
         shutil.rmtree(build_dir / HTML_DIR)
         run.removed_site = build_dir / HTML_DIR
     if run.failed is None and site:
-        _copy_unexecuted(root, source, [nb for nb in notebooks if nb not in selected])
+        _copy_unexecuted(root, build_dir / SOURCE_DIR, [nb for nb in notebooks if nb not in selected])
         _say(progress, f"site: building {build_dir / HTML_DIR} with Jupyter Book")
-        run.site_seconds = build_site(source, build_dir / HTML_DIR)
+        run.site_seconds = build_site(build_dir / SOURCE_DIR, build_dir / HTML_DIR)
         run.index_html = build_dir / HTML_DIR / "index.html"
+    run.wall_seconds = time.perf_counter() - start
     _save_timings(build_dir, run)
-    save_run_record(
-        build_dir, {chapter_name(nb): record[chapter_name(nb)] for nb in notebooks if chapter_name(nb) in record}
-    )
+    save_run_record(build_dir, _in_toc_order(record, notebooks, places))
     return run
 
 
-def publish_chapter(
-    root: Path, notebook: Path, build_dir: Path, parameters: dict[str, object], kernel: str, page: dict[str, object]
-) -> float:
-    """Execute `notebook` into `build_dir/running/`, then move it into `source/` only on success; return seconds.
+def previous_seconds(build_dir: Path) -> dict[str, float]:
+    """Seconds per job of the last run that recorded them (`timings.json`), empty when there is none."""
+    path = build_dir / "timings.json"
+    return json.loads(path.read_text()).get("chapters", {}) if path.is_file() else {}
 
-    The chapter's results folder is emptied first, so its files all come from this run. On failure the executed
-    notebook goes to `build_dir/failed/`, the chapter's `verdict.json` is removed and `FAILED.json` holds the
-    error (the conclusion shows "failed"); the previous executed notebook in `source/` stays as it was.
+
+def longest_first(jobs: list[ChapterJob], seconds: dict[str, float]) -> list[ChapterJob]:
+    """Jobs ordered to finish early on several workers: those the last run timed, longest first, then the others in
+    their given order (chapter by chapter, each on every model, so that one chapter's runs overlap)."""
+    return sorted(jobs, key=lambda job: -seconds.get(job.name, 0.0))
+
+
+def _in_toc_order(record: dict[str, object], notebooks: list[Path], places: list[ModelPlace]) -> dict[str, object]:
+    """`record`'s entries by page in toc order, the site model's first, then each other model's."""
+    names = [place.job_name(nb) for place in places for nb in notebooks]
+    return {name: record[name] for name in names if name in record}
+
+
+@dataclass(frozen=True)
+class ModelPlace:
+    """Where one model's chapters run: the folder they run in (`book/` and `results/` below it), and whether it
+    is the site's model (its pages become the site) or another model (its claims feed the across-models page)."""
+
+    label: str
+    model_name: str | None
+    workdir: Path
+    running: Path
+    failed: Path
+    site: bool
+
+    def job_name(self, notebook: Path) -> str:
+        """`03_shuffling` for the site's model, `ihlib-language/03_shuffling` for another model."""
+        return chapter_name(notebook) if self.site else f"{self.label}/{chapter_name(notebook)}"
+
+
+@dataclass(frozen=True)
+class ChapterJob:
+    """One chapter to execute on one model: where, with which parameters, and what its page records."""
+
+    place: ModelPlace
+    notebook: Path
+    source: Path
+    parameters: dict[str, object]
+    page: dict[str, object]
+
+    @property
+    def name(self) -> str:
+        """The job's name in progress lines, timings and the run record."""
+        return self.place.job_name(self.notebook)
+
+
+def chapter_job(
+    root: Path, place: ModelPlace, notebook: Path, shared: dict[str, object], defaults: dict[str, object], date: str
+) -> ChapterJob:
+    """The job of running `root/notebook` at `place`: the shared parameters it declares, typed, with the place's
+    model."""
+    values = shared if place.site else {**shared, "model_name": place.model_name}
+    parameters = typed_parameters(parameters_for(values, defaults), defaults, chapter=chapter_name(notebook))
+    return ChapterJob(place, notebook, root / notebook, parameters, page_record(parameters, defaults, date))
+
+
+def model_short_name(model_name: str | None) -> str:
+    """A short name for a model, used in folder names and tables: the embedded name, a local folder's name, or the
+    hub name with `/` written `--`."""
+    if model_name is None or model_name == DEFAULT_MODEL_NAME:
+        return DEFAULT_EMBEDDED
+    if model_name in EMBEDDED_MODELS:
+        return model_name
+    path = Path(model_name)
+    return path.name if path.is_dir() else model_name.replace("/", "--")
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Whether two model names denote the same model: the same embedded folder, local folder or hub name."""
+    return _model_identity(a) == _model_identity(b)
+
+
+def _model_identity(name: str | None) -> str:
+    """The resolved folder of an embedded or local model, else the hub name."""
+    folder = embedded_dir(name) or Path(name)
+    return str(folder.resolve()) if folder.is_dir() else str(name)
+
+
+def model_places(build_dir: Path, site_model: str | None, others: list[str]) -> list[ModelPlace]:
+    """The site's model at `build_dir/source`, then each other model (not the site's, each once) at
+    `build_dir/models/<label>`; two models with one label get `-2`, `-3` appended."""
+    places = [
+        ModelPlace(
+            model_short_name(site_model),
+            site_model,
+            build_dir / SOURCE_DIR,
+            build_dir / RUNNING_DIR,
+            build_dir / FAILED_DIR,
+            site=True,
+        )
+    ]
+    for model in others:
+        if any(same_model(model, place.model_name) for place in places):
+            continue
+        label = _unique_label(model_short_name(model), {place.label for place in places})
+        workdir = build_dir / MODELS_DIR / label
+        places.append(ModelPlace(label, model, workdir, workdir / RUNNING_DIR, workdir / FAILED_DIR, site=False))
+    return places
+
+
+def _unique_label(label: str, taken: set[str]) -> str:
+    """`label`, or `label-2`, `label-3`, ... : the first that is not `taken`."""
+    candidates = [label, *(f"{label}-{i}" for i in range(2, len(taken) + 3))]
+    return next(candidate for candidate in candidates if candidate not in taken)
+
+
+def checked_model(model: str) -> str:
+    """Return an embedded or hub name as it is, and a local directory as an absolute path after checking that it
+    holds a GPT-2."""
+    return str(with_local_model_checked({"model_name": model})["model_name"])
+
+
+def embedded_models() -> list[str]:
+    """The short names of the embedded models shipped in this checkout, the default first."""
+    names = [DEFAULT_EMBEDDED, *[name for name in EMBEDDED_MODELS if name != DEFAULT_EMBEDDED]]
+    return [name for name in names if (EMBEDDED_MODELS[name] / "config.json").is_file()]
+
+
+def parse_models(text: str) -> list[str]:
+    """Split `--models a,b` into names (empty parts dropped); an empty list is an error."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise BookError(
+            f"--models {text!r} names no model: give names, hub names or local directories, comma-separated."
+        )
+    return names
+
+
+def check_jobs(jobs: int | None) -> int:
+    """Return the number of chapters run at once: `jobs`, or the number of cores when None; raise below 1."""
+    if jobs is None:
+        return available_cores()
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BookError(f"--jobs {jobs!r}: give a whole number of chapters to run at once, at least 1.")
+    return jobs
+
+
+def kernel_threads(workers: int) -> int:
+    """Threads each kernel's torch may use so that `workers` kernels at once share the cores without oversubscribing."""
+    return max(1, available_cores() // workers)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it, else the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def write_model_record(place: ModelPlace) -> None:
+    """Write `results/model.json` at the place: the model's label, its `model_name`, and whether it is the site's."""
+    results = place.workdir / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    record = {"label": place.label, "model_name": place.model_name, "site": place.site}
+    (results / MODEL_RECORD).write_text(json.dumps(record, indent=1))
+
+
+def _execute(
+    jobs: list[ChapterJob],
+    workers: int,
+    kernel: str,
+    run: BookRun,
+    record: dict[str, dict],
+    bar: tqdm,
+    progress: bool,
+) -> None:
+    """Run `jobs`, `workers` at a time, in order; record each outcome in `run` and `record`. A failure on the site's
+    model stops the start of further jobs (those running finish); a failure on another model is recorded only."""
+    pending, running = list(jobs), {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while pending or running:
+            while pending and len(running) < workers and run.failed is None:
+                job = pending.pop(0)
+                _say(progress, f"{job.name}: running with {job.parameters or 'its defaults'}")
+                running[pool.submit(publish_chapter, job, kernel=kernel)] = job
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                _record_outcome(running.pop(future), future, run, record, progress)
+                bar.update()
+
+
+def _record_outcome(job: ChapterJob, future: Future, run: BookRun, record: dict[str, dict], progress: bool) -> None:
+    """Store a finished job's seconds or failure in `run` and its page record in `record`; say it."""
+    try:
+        seconds = future.result()
+    except ChapterFailed as failure:
+        record[job.name] = {**job.page, "status": "failed", "error": failure.error}
+        _say(progress, f"{job.name}: FAILED ({failure.error})")
+        if job.place.site:
+            run.failed = run.failed or failure
+        else:
+            run.model_failures.append(failure)
+        return
+    run.chapter_seconds[job.name] = seconds
+    record[job.name] = {**job.page, "status": "done", "seconds": round(seconds, 1)}
+    _say(progress, f"{job.name}: done in {seconds:.1f} s")
+
+
+def publish_chapter(job: ChapterJob, *, kernel: str) -> float:
+    """Execute a job's notebook into its place's `running/`, then move it into the place's `book/` only on success;
+    return seconds.
+
+    The chapter's results folder is emptied first, so its files all come from this run. On success the notebook
+    gets a provenance cell: which run built it, links to its saved data and to itself. On failure the executed
+    notebook goes to the place's `failed/`, the chapter's `verdict.json` is removed and `FAILED.json` holds the
+    error (the conclusion shows "failed"); the previous executed notebook stays as it was.
     """
-    source = build_dir / SOURCE_DIR
-    running = build_dir / RUNNING_DIR / notebook.name
-    failed = build_dir / FAILED_DIR / notebook.name
-    results = source / "results" / chapter_name(notebook)
+    place, notebook = job.place, job.notebook
+    running = place.running / notebook.name
+    failed = place.failed / notebook.name
+    results = place.workdir / "results" / chapter_name(notebook)
     shutil.rmtree(results, ignore_errors=True)
     failed.unlink(missing_ok=True)
     try:
-        seconds = run_chapter(root / notebook, running, parameters, source, kernel)
+        seconds = run_chapter(job.source, running, job.parameters, place.workdir, kernel)
     except ChapterFailed as failure:
         failed.parent.mkdir(parents=True, exist_ok=True)
         if running.exists():
             os.replace(running, failed)
             failure.notebook = failed
-        mark_failed(results, failure, page)
+        failure.chapter = job.name
+        mark_failed(results, failure, job.page)
         raise
-    add_provenance_cell(running, provenance_text(page))
-    (source / notebook).parent.mkdir(parents=True, exist_ok=True)
-    os.replace(running, source / notebook)
+    add_provenance_cell(running, provenance_text(job.page) + data_links_text(notebook, results))
+    (place.workdir / notebook).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(running, place.workdir / notebook)
     return seconds
 
 
@@ -562,6 +811,25 @@ def provenance_text(page: dict[str, object]) -> str:
     params = f"parameters {given} (the others: the chapter's defaults)" if given else "the chapter's default parameters"
     model = f"model `{page['model']}` and " if page["model"] else ""
     return f"*Built by `python -m ihlib.book` on {page['date']} with {model}{params}.*"
+
+
+DATA_SUFFIXES = (".json", ".npz")
+
+
+def data_links_text(notebook: Path, results: Path) -> str:
+    """Markdown that offers a chapter's saved data (JSON, NPZ under `results`) and its executed notebook for download,
+    with links relative to the page (`book/NN.ipynb` beside `results/NN/`); empty of data links when none was saved."""
+    files = sorted(
+        p for p in results.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES and p.name != MODEL_RECORD
+    )
+    links = [_download(p.relative_to(results).as_posix(), f"../results/{results.name}/") for p in files]
+    data = f"Its saved data: {', '.join(links)}. " if links else ""
+    return f"\n\n{data}The executed notebook: {_download(notebook.name, '')}."
+
+
+def _download(name: str, folder: str) -> str:
+    """A MyST download link to `folder + name`, shown as `name` (Sphinx copies the file into the site)."""
+    return f"{{download}}`{name} <{folder}{name}>`"
 
 
 def add_provenance_cell(notebook: Path, text: str) -> None:
@@ -604,20 +872,23 @@ def _save_timings(build_dir: Path, run: BookRun) -> None:
     record = {
         "chapters": run.chapter_seconds,
         "site": run.site_seconds,
+        "wall": run.wall_seconds,
         "failed": None if run.failed is None else {"chapter": run.failed.chapter, "error": run.failed.error},
+        "model_failures": [{"chapter": f.chapter, "error": f.error} for f in run.model_failures],
     }
     (build_dir / "timings.json").write_text(json.dumps(record, indent=1))
 
 
 def timing_table(run: BookRun) -> str:
-    """Return a plain-text table of seconds per chapter, the site build and the total."""
+    """Return a plain-text table of seconds per chapter (each alone), the site build, their sum and the wall-clock
+    total (less than the sum when chapters ran in parallel)."""
     rows = [(name, f"{seconds:8.1f}") for name, seconds in run.chapter_seconds.items()]
-    if run.failed is not None:
-        rows.append((run.failed.chapter, "  FAILED"))
+    rows += [(failure.chapter, "  FAILED") for failure in [*run.model_failures, run.failed] if failure is not None]
     if run.site_seconds is not None:
         rows.append(("site (Jupyter Book)", f"{run.site_seconds:8.1f}"))
-    total = sum(run.chapter_seconds.values()) + (run.site_seconds or 0.0)
-    rows.append(("total", f"{total:8.1f}"))
+    rows.append(("sum", f"{sum(run.chapter_seconds.values()) + (run.site_seconds or 0.0):8.1f}"))
+    if run.wall_seconds is not None:
+        rows.append(("total (wall clock)", f"{run.wall_seconds:8.1f}"))
     width = max(len(name) for name, _ in rows)
     lines = [f"{'step':<{width}}  seconds", f"{'-' * width}  --------"]
     lines += [f"{name:<{width}}  {value}" for name, value in rows]
@@ -642,7 +913,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--root", default=".", help="repository root holding _toc.yml (default: .)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel that runs the chapters")
     parser.add_argument("--no-site", action="store_true", help="execute the chapters only, skip the site")
+    parser.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="A,B",
+        help="also run the claims on these models (embedded names, hub names or local directories), comma-separated",
+    )
+    parser.add_argument(
+        "--no-embedded",
+        action="store_true",
+        help="do not run the claims on the other embedded models (by default they all run)",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, metavar="N", help="chapters run at once (default: the number of cores)"
+    )
     return parser.parse_args(argv)
+
+
+def other_models_of(args: argparse.Namespace) -> list[str]:
+    """The models the claims also run on: every embedded model shipped here (unless `--no-embedded`), then
+    `--models` in the order given; the site's own model is dropped later by `model_places`."""
+    embedded = [] if args.no_embedded else embedded_models()
+    return [*embedded, *[name for text in args.models for name in parse_models(text)]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -650,7 +943,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         shared = shared_parameters(args.params, args.param, args.model)
-        run = run_book(args.root, args.build_dir, shared, args.only, site=not args.no_site, kernel=args.kernel)
+        run = run_book(
+            args.root,
+            args.build_dir,
+            shared,
+            args.only,
+            site=not args.no_site,
+            kernel=args.kernel,
+            other_models=other_models_of(args),
+            jobs=args.jobs,
+        )
     except IHLibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -674,7 +976,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if run.index_html is not None:
         print(f"\nSite: {run.index_html}")
-    return 0
+    for failure in run.model_failures:
+        print(f"\n{failure}", file=sys.stderr)
+    return 1 if run.model_failures else 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from ihlib.data import repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.heads import HEAD_KINDS, check_heads, rank_heads
 from ihlib.models import AnyGPT2, model_label, transformer_of
+from ihlib.score_cache import cache_folder, cached_arrays, entry_key
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class PositionScores:
         means = (np.nanmean(getattr(self, kind), axis=-1) for kind in HEAD_KINDS)
         return HeadScores(*means, self.setting)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The `(n_layer, n_head, T)` score arrays."""
+        return {kind: getattr(self, kind) for kind in HEAD_KINDS}
+
 
 def attention_patterns(model: AnyGPT2, input_ids: torch.Tensor) -> torch.Tensor:
     """Return attention weights `(n_layer, batch, n_head, seq, seq)` of `model` on `input_ids`."""
@@ -140,7 +145,22 @@ def scores_by_position(
     """Induction and shifting score of every head at every query position, `(n_layer, n_head, T)` each.
 
     NaN where a score is undefined: induction before the second segment, shifting at positions 0 and 1.
+    Where `IHLIB_SCORE_CACHE` names a folder (the book runner sets it), the scores of a model with the same
+    weights and options are computed once and then read from there (`ihlib.score_cache`).
     """
+    options = dict(batch_size=batch_size, seg_len=seg_len, rep=rep, seed=seed, bos_token_id=bos_token_id)
+    folder = cache_folder()
+    if folder is None:
+        return _scores_by_position(model, **options)
+    key = entry_key(model, "scores_by_position", options)
+    arrays = cached_arrays(folder, key, lambda: _scores_by_position(model, **options).arrays())
+    return PositionScores(arrays["induction"], arrays["shifting"], ScoreSetting(seg_len, rep, bos_token_id is not None))
+
+
+def _scores_by_position(
+    model: AnyGPT2, *, batch_size: int, seg_len: int, rep: int, seed: int, bos_token_id: int | None
+) -> PositionScores:
+    """Compute `scores_by_position` without the cache."""
     vocab = model.config.vocab_size
     ids = repeated_tokens(batch_size, seg_len, vocab, rep=rep, seed=seed, bos_token_id=bos_token_id)
     if ids.shape[1] > model.config.n_positions:

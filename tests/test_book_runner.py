@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -19,10 +20,15 @@ from conftest import random_gpt2
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import (
+    ChapterJob,
     chapter_notebooks,
     check_parameters,
+    embedded_models,
+    longest_first,
     main,
     merged_streams,
+    model_places,
+    other_models_of,
     parameters_for,
     parse_args,
     parse_param,
@@ -38,6 +44,7 @@ from ihlib.verdicts import collect_verdicts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NAMES = {"model_name", "device", "seed", "output_dir"}
+GATHERING_PAGES = ("conclusion", "across_models")  # run after the chapters, on what they saved
 
 
 def tiny_chapter(name: str, extra: str = "") -> nbformat.NotebookNode:
@@ -277,6 +284,21 @@ def test_progress_bars_keep_their_last_state():
     assert [(o.name, o.text) for o in merged] == [("stderr", "load 100%\n"), ("stdout", "hello\n")]
 
 
+def test_tqdm_bars_on_stderr_are_dropped_and_other_text_kept():
+    """A tqdm bar on stderr leaves the page (an output left empty goes too); stdout and other stderr lines stay."""
+    bar = "\rshuffle QK:   0%|          | 0/30 [00:00<?, ?it/s]\rshuffle QK: 100%|##########| 30/30 [00:06<00:00]\n"
+    outputs = [
+        nbformat.v4.new_output("stream", name="stderr", text=bar),
+        nbformat.v4.new_output("stream", name="stdout", text="40%|of heads| 2/5 [kept: stdout]\n"),
+        nbformat.v4.new_output("stream", name="stderr", text=bar + "a message\n"),
+    ]
+    merged = merged_streams(outputs)
+    assert [(o.name, o.text) for o in merged] == [
+        ("stdout", "40%|of heads| 2/5 [kept: stdout]\n"),
+        ("stderr", "a message\n"),
+    ]
+
+
 def test_run_executes_every_chapter_with_its_own_parameters(tiny_book, tmp_path):
     """Chapters run in toc order in the build folder, each with only its declared names; `book/` is untouched."""
     before = tree_digest(tiny_book / "book")
@@ -306,14 +328,17 @@ def test_only_runs_the_chosen_chapters(tiny_book, tmp_path):
     build = tmp_path / "build"
     run = run_book(tiny_book, build, only=["02"], site=False, progress=False)
     assert list(run.chapter_seconds) == ["02_third"]
-    assert sorted(p.name for p in (build / "source" / "results").iterdir()) == ["02_third"]
+    assert sorted(p.name for p in (build / "source" / "results").iterdir() if p.is_dir()) == ["02_third"]
 
 
 def test_failing_chapter_stops_the_run_and_keeps_earlier_results(tiny_book, tmp_path, capsys):
-    """A chapter's error stops the run with exit status 1 and names chapter and error; earlier results stay."""
+    """A chapter's error stops the run with exit status 1 and names chapter and error; earlier results stay; with one
+    job at a time, no later chapter starts."""
     before = tree_digest(tiny_book / "book")
     build = tmp_path / "build"
-    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "fail=true", "--no-site"])
+    status = main(
+        ["--root", str(tiny_book), "--build-dir", str(build), "--param", "fail=true", "--no-site", "--jobs", "1"]
+    )
     captured = capsys.readouterr()
     assert status == 1
     assert "Chapter 01_second failed in cell In [3]: ValueError: boom in results/01_second" in captured.err
@@ -338,7 +363,9 @@ def test_a_failed_rerun_keeps_the_good_notebook_and_leaves_no_verdict_or_site(ti
     good = (build / "source" / "book" / "01_second.ipynb").read_bytes()
     (build / "html").mkdir()
     (build / "html" / "index.html").write_text("<html>old site</html>")
-    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--only", "1", "--param", "fail=true"])
+    status = main(
+        ["--root", str(tiny_book), "--build-dir", str(build), "--only", "1", "--param", "fail=true", "--no-embedded"]
+    )
     assert status == 1
     assert "removed the previous site" in capsys.readouterr().err
     assert (build / "source" / "book" / "01_second.ipynb").read_bytes() == good
@@ -381,6 +408,7 @@ def test_a_relative_model_directory_reaches_the_chapters_as_an_absolute_path(tin
     build = tmp_path / "build"
     status = main(
         ["--root", str(tiny_book), "--build-dir", str(build), "--model", "my_gpt2", "--only", "0", "--no-site"]
+        + ["--no-embedded"]
     )
     assert status == 0
     received = json.loads((build / "source" / "results" / "00_first" / "params.json").read_text())
@@ -424,7 +452,7 @@ def test_repository_chapters_follow_the_conventions(notebook):
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     declared = papermill.inspect_notebook(str(REPO / notebook))
     assert declared["output_dir"]["default"] == f'"results/{notebook.stem}"'
-    if notebook.stem == "conclusion":  # reads the chapters' saved verdicts: no model of its own
+    if notebook.stem in GATHERING_PAGES:  # read the chapters' saved results: no model of their own
         assert declared["results_dir"]["default"] == '"results"'
         return
     assert SHARED_NAMES <= set(declared)
@@ -442,3 +470,206 @@ def test_cuda_on_a_cpu_only_torch_stops_before_anything_runs(tiny_book, tmp_path
     assert status == 2
     assert "device='cuda' but this torch has no CUDA" in capsys.readouterr().err
     assert not (build / "source").exists()
+
+
+def chapter_with_code(name: str, code: str, parameters: str = "model_name = None\n") -> nbformat.NotebookNode:
+    """A tiny notebook: a title, a `parameters` cell (`parameters` plus `output_dir`), then `code`."""
+    return new_notebook(
+        cells=[
+            new_markdown_cell(f"# {name}"),
+            new_code_cell(f'{parameters}output_dir = "results/{name}"', metadata={"tags": ["parameters"]}),
+            new_code_cell(textwrap.dedent(code)),
+        ],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    )
+
+
+def test_chapters_run_at_once_with_two_jobs(tiny_book, tmp_path):
+    """With two jobs, a chapter that waits for a file the next chapter writes finishes: both ran at the same time."""
+    wait_for_sibling = """\
+        import time
+        from pathlib import Path
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "started").write_text("yes")
+        sibling = Path("results", SIBLING, "started")
+        for _ in range(600):  # a guard against a hang: 60 s, far beyond the few seconds a kernel needs to start
+            if sibling.is_file():
+                break
+            time.sleep(0.1)
+        assert sibling.is_file(), "the other chapter never started while this one ran"
+        """
+    for name, sibling in (("00_first", "01_second"), ("01_second", "00_first")):
+        notebook = chapter_with_code(name, f"SIBLING = {sibling!r}\n" + textwrap.dedent(wait_for_sibling))
+        nbformat.write(notebook, tiny_book / "book" / f"{name}.ipynb")
+    run = run_book(tiny_book, tmp_path / "build", only=["0", "1"], site=False, progress=False, jobs=2)
+    assert run.failed is None and list(run.chapter_seconds) == ["00_first", "01_second"]
+
+
+@pytest.mark.parametrize("jobs", [0, -1, 1.5, True])
+def test_jobs_must_be_a_positive_whole_number(tiny_book, tmp_path, jobs):
+    with pytest.raises(BookError, match=rf"--jobs {jobs!r}: give a whole number"):
+        run_book(tiny_book, tmp_path / "build", site=False, progress=False, jobs=jobs)
+
+
+@pytest.fixture
+def book_with_gathering_page(tiny_book: Path) -> Path:
+    """The tiny book with a last page that declares no model and lists every results file it can see."""
+    lister = """\
+        import json
+        from pathlib import Path
+
+        seen = sorted(str(p) for p in [*Path("results").rglob("params.json"), *Path("../models").rglob("params.json")])
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "seen.json").write_text(json.dumps(seen))
+        """
+    nbformat.write(chapter_with_code("gather", lister, parameters=""), tiny_book / "book" / "gather.ipynb")
+    toc = tiny_book / "_toc.yml"
+    toc.write_text(toc.read_text() + "  - file: book/gather\n")
+    return tiny_book
+
+
+def test_claims_run_on_every_other_model_into_its_own_folder(book_with_gathering_page, tmp_path):
+    """Other models run every chapter that declares `model_name`, in `models/<label>/`, with their own model; the
+    site's model is not run twice; a page without `model_name` runs once, after all of them, and sees them all."""
+    random_gpt2().save_pretrained(tmp_path / "small_gpt2")
+    build = tmp_path / "build"
+    others = ["ihlib-copy", str(tmp_path / "small_gpt2")]
+    run = run_book(book_with_gathering_page, build, {"n": 3}, site=False, progress=False, other_models=others)
+    assert run.failed is None and run.model_failures == []
+    chapters = ["00_first", "01_second", "02_third"]
+    assert list(run.chapter_seconds) == [*chapters, "gather", *[f"small_gpt2/{c}" for c in chapters]]
+    assert sorted(p.name for p in (build / "models").iterdir()) == ["small_gpt2"]
+    results = build / "models" / "small_gpt2" / "results"
+    received = json.loads((results / "00_first" / "params.json").read_text())
+    assert received == {"model_name": str(tmp_path / "small_gpt2"), "seed": 0, "output_dir": "results/00_first", "n": 3}
+    assert (build / "models" / "small_gpt2" / "book" / "02_third.ipynb").is_file()
+    assert json.loads((results / "model.json").read_text())["label"] == "small_gpt2"
+    assert json.loads((build / "source" / "results" / "model.json").read_text())["label"] == "ihlib-copy"
+    seen = json.loads((build / "source" / "results" / "gather" / "seen.json").read_text())
+    assert len(seen) == 6 and sum("small_gpt2" in path for path in seen) == 3
+    assert not (build / "models" / "small_gpt2" / "results" / "gather").exists()
+
+
+def test_a_failure_on_another_model_is_marked_and_the_run_goes_on(tiny_book, tmp_path, capsys):
+    """A chapter that fails on another model leaves FAILED.json in that model's results and no verdict; the site's
+    chapters and the gathering pages still run, and the exit status is 1."""
+    fails_on_broken = """\
+        from pathlib import Path
+
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        Path(output_dir, "verdict.json").write_text('{"claim": "c", "verdict": "supported", "text": "t"}')
+        if model_name and model_name.endswith("broken"):
+            raise RuntimeError("this model is broken")
+        """
+    nbformat.write(chapter_with_code("01_second", fails_on_broken), tiny_book / "book" / "01_second.ipynb")
+    random_gpt2().save_pretrained(tmp_path / "broken")
+    build = tmp_path / "build"
+    args = ["--root", str(tiny_book), "--build-dir", str(build), "--no-site", "--no-embedded"]
+    status = main([*args, "--models", str(tmp_path / "broken")])
+    assert status == 1
+    assert "Chapter broken/01_second failed" in capsys.readouterr().err
+    broken = build / "models" / "broken" / "results" / "01_second"
+    assert json.loads((broken / "FAILED.json").read_text())["error"] == "RuntimeError: this model is broken"
+    assert not (broken / "verdict.json").exists()
+    assert (build / "source" / "book" / "01_second.ipynb").is_file()
+    assert (build / "models" / "broken" / "results" / "02_third" / "params.json").is_file()
+    assert collect_verdicts(broken.parent, ["01_second"]).table()["verdict"].tolist() == ["failed"]
+
+
+def test_models_get_short_distinct_labels_and_the_site_model_runs_once(tmp_path):
+    """Labels: the embedded name, a local folder's name, a hub name with `--`; a repeated label gets `-2`; a model
+    equal to the site's (or listed twice) is dropped."""
+    random_gpt2().save_pretrained(tmp_path / "a" / "gpt2")
+    others = ["ihlib-copy", "ihlib-default", "openai-community/gpt2", "gpt2", str(tmp_path / "a" / "gpt2"), "gpt2"]
+    places = model_places(tmp_path / "build", None, others)
+    assert [(p.label, p.site) for p in places] == [
+        ("ihlib-copy", True),
+        ("openai-community--gpt2", False),
+        ("gpt2", False),
+        ("gpt2-2", False),
+    ]
+    assert places[3].workdir == tmp_path / "build" / "models" / "gpt2-2"
+
+
+def test_models_option_adds_to_the_embedded_ones_unless_told_not_to():
+    """`--models a,b` (repeatable) adds models after the embedded ones; `--no-embedded` leaves only those given."""
+    assert other_models_of(parse_args(["--models", "x, y", "--models", "z"])) == [*embedded_models(), "x", "y", "z"]
+    assert other_models_of(parse_args(["--no-embedded", "--models", "x"])) == ["x"]
+    with pytest.raises(BookError, match="--models ' , ' names no model"):
+        other_models_of(parse_args(["--models", " , "]))
+
+
+def test_a_missing_local_model_in_models_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    """A `--models` directory that is no GPT-2 is refused, naming it, before any chapter runs."""
+    (tmp_path / "empty").mkdir()
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--models", str(tmp_path / "empty")])
+    assert status == 2
+    assert "has no config.json" in capsys.readouterr().err
+    assert not (build / "source").exists()
+
+
+def test_kernels_show_no_progress_bars_or_warnings_and_share_the_score_cache(tiny_book, tmp_path):
+    """Inside a chapter tqdm draws nothing, a warning prints nothing, and IHLIB_SCORE_CACHE names the build's cache."""
+    noisy = """\
+        import os
+        import warnings
+
+        from tqdm.auto import tqdm
+
+        for _ in tqdm(range(3), desc="loop"):
+            pass
+        for _ in tqdm(range(3), desc="forced on", disable=False):  # overrides TQDM_DISABLE: the runner drops it
+            pass
+        warnings.warn("a warning the page must not show")
+        print("cache:", os.environ["IHLIB_SCORE_CACHE"])
+        """
+    nbformat.write(chapter_with_code("00_first", noisy), tiny_book / "book" / "00_first.ipynb")
+    build = tmp_path / "build"
+    run_book(tiny_book, build, only=["0"], site=False, progress=False)
+    executed = nbformat.read(build / "source" / "book" / "00_first.ipynb", as_version=4)
+    texts = [output.get("text", "") for cell in executed.cells if cell.cell_type == "code" for output in cell.outputs]
+    assert texts == [f"cache: {build / 'cache'}\n"]
+
+
+def test_each_page_links_its_saved_data_and_its_executed_notebook(tiny_book, tmp_path):
+    """The provenance cell offers every JSON and NPZ the chapter saved and the executed notebook, by paths that exist
+    relative to the page."""
+    saves = """\
+        from pathlib import Path
+
+        import numpy as np
+
+        Path(output_dir, "sub").mkdir(parents=True, exist_ok=True)
+        np.savez(Path(output_dir, "sub", "arrays.npz"), x=np.arange(3))
+        Path(output_dir, "record.json").write_text("{}")
+        Path(output_dir, "figure.png").write_bytes(b"")
+        """
+    nbformat.write(chapter_with_code("00_first", saves), tiny_book / "book" / "00_first.ipynb")
+    build = tmp_path / "build"
+    run_book(tiny_book, build, only=["0"], site=False, progress=False)
+    page = build / "source" / "book" / "00_first.ipynb"
+    provenance = nbformat.read(page, as_version=4).cells[1].source
+    targets = re.findall(r"\{download\}`([^<`]+) <([^>]+)>`", provenance)
+    assert [name for name, _ in targets] == ["record.json", "sub/arrays.npz", "00_first.ipynb"]
+    assert all((page.parent / target).is_file() for _, target in targets)
+
+
+def test_download_links_resolve_in_the_built_site(tiny_book, tmp_path):
+    """In the built tiny site, each chapter's download links point at files the site serves."""
+    build = tmp_path / "build"
+    run = run_book(tiny_book, build, only=["0"], progress=False)
+    html = (build / "html" / "book" / "00_first.html").read_text()
+    links = re.findall(r'<a class="reference download internal" download="" href="([^"]+)"', html)
+    assert {Path(link).name for link in links} == {"params.json", "verdict.json", "00_first.ipynb"}
+    assert all((run.index_html.parent / "book" / link).resolve().is_file() for link in links)
+
+
+def test_jobs_the_last_run_timed_start_longest_first(tmp_path):
+    """Timed jobs go first, longest first; untimed ones follow in their given order."""
+    (site,) = model_places(tmp_path, None, [])
+    names = ("00_a", "01_b", "02_c", "03_d")
+    jobs = [ChapterJob(site, Path(f"book/{name}.ipynb"), tmp_path / name, {}, {}) for name in names]
+    ordered = longest_first(jobs, {"01_b": 5.0, "03_d": 50.0})
+    assert [job.name for job in ordered] == ["03_d", "01_b", "00_a", "02_c"]

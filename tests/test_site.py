@@ -179,3 +179,17 @@ def test_screenshot_of_a_chapter(browser_page, site_url):
     target.parent.mkdir(parents=True, exist_ok=True)
     browser_page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
+
+
+DOWNLOAD_LINK = re.compile(r'<a class="reference download internal" download="" href="([^"]+)"')
+
+
+@pytest.mark.parametrize("entry", FIGURE_PAGES)
+def test_chapter_offers_its_data_and_executed_notebook_by_links_that_resolve(site_url, entry):
+    """Each chapter page links its saved JSON or NPZ files and its executed notebook, and the site holds each file."""
+    page = SITE / f"{entry}.html"
+    links = DOWNLOAD_LINK.findall(page.read_text())
+    suffixes = {Path(link).suffix for link in links}
+    assert ".ipynb" in suffixes and suffixes & {".json", ".npz"}, f"{entry}: download links {links}"
+    missing = [link for link in links if not (page.parent / link).resolve().is_file()]
+    assert not missing, f"{entry}: download links to files the site lacks: {missing}"
