@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from ihlib.errors import IHLibError
 
@@ -53,6 +54,24 @@ class TrainingDynamics:
         best = self.scores(kind).max(axis=(1, 2))
         bar = best[0] + fraction * (best.max() - best[0])
         return int(self.step[np.argmax(best >= bar)])
+
+
+def phase_change_table(dynamics: TrainingDynamics, *, fraction: float = 0.5) -> pd.DataFrame:
+    """Per score kind: the best head's score at the first and last checkpoint, the phase-change step, its loss."""
+    rows = []
+    for kind in SCORE_KINDS:
+        best = dynamics.scores(kind).max(axis=(1, 2))
+        step = dynamics.phase_change_step(kind, fraction=fraction)
+        rows.append(
+            {
+                "score": kind,
+                "best head, first checkpoint": best[0],
+                "best head, last checkpoint": best[-1],
+                f"step past {fraction:.0%} of the rise": step,
+                "loss at that step": dynamics.loss[int(np.flatnonzero(dynamics.step == step)[0])],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def read_training_dynamics(path: str | Path) -> TrainingDynamics:
