@@ -106,6 +106,7 @@ class ModelFacts:
     steps: int | None
     train_minutes: float | None
     scores: HeadScores
+    seed_setting_scores: HeadScores
     copy_accuracy: float
 
     def row(self) -> dict[str, object]:
@@ -127,7 +128,8 @@ class ModelFacts:
 
 
 def model_facts(name: str, *, batch_size: int = 50, seg_len: int = 25, rep: int = 3, seed: int = 0) -> ModelFacts:
-    """Load the model `name` and gather its facts: config, `training.json`, head scores and copying accuracy."""
+    """Load the model `name` and gather its facts: config, `training.json`, head scores (also in the seed's setting)
+    and copying accuracy."""
     model = load_model(name, device="cpu")
     config = model.config
     record = training_record(name) or {}
@@ -144,8 +146,21 @@ def model_facts(name: str, *, batch_size: int = 50, seg_len: int = 25, rep: int 
         steps=(record.get("train_config") or {}).get("steps"),
         train_minutes=None if seconds is None else float(seconds) / 60,
         scores=head_scores(model, batch_size=batch_size, seg_len=seg_len, rep=rep, seed=seed),
+        seed_setting_scores=head_scores(model, batch_size=batch_size, seed=seed, **SEED_SETTING),
         copy_accuracy=copy_accuracy(model, seed=seed),
     )
+
+
+def facts_table(facts: list[ModelFacts]) -> pd.DataFrame:
+    """One row per model: `ModelFacts.row`."""
+    return pd.DataFrame([fact.row() for fact in facts])
+
+
+def roles_table(facts: list[ModelFacts]) -> pd.DataFrame:
+    """Heads per layer and role for every model (`roles_by_layer`), the model's name first."""
+    frames = [roles_by_layer(fact.scores).assign(model=fact.name) for fact in facts]
+    frame = pd.concat(frames, ignore_index=True)
+    return frame[["model", *[column for column in frame.columns if column != "model"]]]
 
 
 def embedded_models() -> tuple[list[str], list[str]]:

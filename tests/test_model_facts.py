@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from ihlib.display import table
 from ihlib.heads import head_role
@@ -14,8 +15,11 @@ from ihlib.model_facts import (
     SEED_PRINTED_GPT2,
     copy_accuracy,
     embedded_models,
+    facts_table,
+    model_facts,
     model_folder,
     roles_by_layer,
+    roles_table,
     seed_comparison,
     trained_on,
     training_dynamics_of,
@@ -123,3 +127,17 @@ def test_table_drops_the_pandas_index_and_keeps_named_index_levels_as_columns():
     assert ">rank<" in html and "0.123" in html and "0.12345" not in html
     unnamed = table(pd.DataFrame({"a": [1.0]}, index=[7])).to_html()
     assert ">7<" not in unnamed.split("<tbody>")[1]
+
+
+def test_model_facts_of_the_copy_model_read_its_record_and_score_it_in_both_settings():
+    """The copy model's facts: 3 x 8 heads, steps and minutes from training.json, scores at 25 and at 5 tokens."""
+    facts = model_facts("ihlib-copy", batch_size=4)
+    record = training_record("ihlib-copy")
+    assert (facts.n_layer, facts.n_head, facts.vocab_size) == (3, 8, 512)
+    assert facts.steps == record["train_config"]["steps"]
+    assert facts.train_minutes == pytest.approx(record["log"]["seconds"] / 60)
+    assert facts.scores.setting.seg_len == 25 and facts.seed_setting_scores.setting.seg_len == 5
+    row = facts_table([facts]).iloc[0]
+    assert row["model"] == "ihlib-copy" and row["layers x heads"] == "3 x 8"
+    roles = roles_table([facts])
+    assert roles["model"].tolist() == ["ihlib-copy"] * 3 and roles.columns[0] == "model"
