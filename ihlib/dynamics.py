@@ -2,6 +2,7 @@
 
 The trainer writes `training.json` in the model folder with
 `"checkpoints": [{"step": int, "loss": float, "induction": [[...n_head] x n_layer], "shifting": [[...]]}, ...]`
+at the top level or inside `"log"` (as `ihlib.train_language` saves them)
 (scores as `ihlib.scoring.head_scores` computes them) and `"log": {"losses": [...], "steps": [...]}`.
 Without `log.steps`, the logged losses are taken every `max(1, train_config.steps // 100)` steps, as
 `ihlib.train` records them.
@@ -85,7 +86,7 @@ def read_training_dynamics(path: str | Path) -> TrainingDynamics:
 
 def training_dynamics(record: dict, *, source: str = "the record") -> TrainingDynamics:
     """Parse a `training.json` record (a dict) into a `TrainingDynamics`; checkpoints sorted by step."""
-    checkpoints = record.get("checkpoints")
+    checkpoints = record.get("checkpoints") or (record.get("log") or {}).get("checkpoints")
     if not checkpoints:
         raise IHLibError(
             f"{source} has no 'checkpoints': this model was trained without recording head scores during training."

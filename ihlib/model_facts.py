@@ -120,7 +120,7 @@ class ModelFacts:
             "context": self.context,
             "trained on": self.trained_on,
             "steps": self.steps,
-            "CPU minutes": None if self.train_minutes is None else round(self.train_minutes, 1),
+            "CPU minutes": None if self.train_minutes is None else f"{self.train_minutes:.0f}",
             "top IH": f"{head_label(*best_ih)} ({self.scores.induction[tuple(best_ih)]:.2f})",
             "top shifting head": f"{head_label(*best_shift)} ({self.scores.shifting[tuple(best_shift)]:.2f})",
             "top-1 copying": round(self.copy_accuracy, 3),

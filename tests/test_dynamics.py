@@ -97,3 +97,10 @@ def test_phase_change_table_gives_each_kind_its_step_and_the_loss_there():
     assert frame["step past 50% of the rise"].tolist() == [200, 200]
     assert frame["loss at that step"].tolist() == [4.0, 4.0]
     assert frame.loc[0, "best head, last checkpoint"] == pytest.approx(0.82)
+
+
+def test_checkpoints_inside_the_log_are_read_as_the_language_trainer_saves_them():
+    """`ihlib.train_language` saves its checkpoints under `log`; they read the same as top-level ones."""
+    record = synthetic_record()
+    nested = {**record, "log": {**record["log"], "checkpoints": record.pop("checkpoints")}}
+    np.testing.assert_array_equal(training_dynamics(nested).step, STEPS)
