@@ -127,10 +127,12 @@ class ModelFacts:
         }
 
 
-def model_facts(name: str, *, batch_size: int = 50, seg_len: int = 25, rep: int = 3, seed: int = 0) -> ModelFacts:
+def model_facts(
+    name: str, *, batch_size: int = 50, seg_len: int = 25, rep: int = 3, seed: int = 0, device: str = "cpu"
+) -> ModelFacts:
     """Load the model `name` and gather its facts: config, `training.json`, head scores (also in the seed's setting)
     and copying accuracy."""
-    model = load_model(name, device="cpu")
+    model = load_model(name, device=device)
     config = model.config
     record = training_record(name) or {}
     log = record.get("log") or {}
