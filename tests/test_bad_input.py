@@ -1,8 +1,6 @@
 """Bad input to the analysis functions (issue 10, items 5 and 6): an ihlib error naming the argument, before any work.
 
-The checks live in modules that the redesign (issue 9) restructures, so the tests that fail today are marked
-`xfail(strict=True)`: each must start passing, and lose its mark, once the redesign lands. They assert behaviour
-only (an `IHLibError` whose message names the argument) and call public names from `ihlib`.
+They assert behaviour only (an `IHLibError` whose message names the argument) and call public names from `ihlib`.
 """
 
 from __future__ import annotations
@@ -20,13 +18,13 @@ from ihlib import (
     head_weights,
     pred_probs,
     qk,
+    qkov_matching,
     qkov_zscores,
     repeated_tokens,
     shuffle_exp,
     shuffle_sweep,
 )
 
-AFTER_REDESIGN = pytest.mark.xfail(strict=True, reason="issue 10: fixed after the redesign")
 COPYING = {"seg_len": 8, "vocab_size": 50, "n_exp": 1, "batch_size": 2, "progress": False}
 
 
@@ -49,19 +47,17 @@ def test_save_dir_that_is_a_file_is_named_before_the_experiment_runs(model, tmp_
         shuffle_exp(model, None, heads=[[1, 0], [1, 1]], save_dir=a_file, **COPYING)
 
 
-@AFTER_REDESIGN
 def test_save_dir_below_a_file_is_named(W_all, tmp_path):
     a_file = tmp_path / "results.txt"
     a_file.write_text("not a folder")
     with pytest.raises(IHLibError, match="save_dir"):
-        qkov_zscores(W_all, [[1, 0]], [[0, 1]], save_dir=a_file / "sub", num_samp=5, plot=False)
+        qkov_matching(W_all, [[1, 0]], a_file / "sub", [[0, 1]])
 
 
-@AFTER_REDESIGN
 @pytest.mark.parametrize("bad", [[1.7, 0.2], ["1", "0"], [True, 0]], ids=["floats", "strings", "bools"])
 def test_heads_that_are_not_ints_are_rejected_not_truncated(W_all, bad):
     with pytest.raises(IHLibError, match="IH_list"):
-        qkov_zscores(W_all, [bad], [[0, 1]], num_samp=5, plot=False)
+        qkov_zscores(W_all, [bad], [[0, 1]], num_samp=5)
 
 
 def test_heads_that_are_floats_are_rejected_by_edits(model):
@@ -70,10 +66,9 @@ def test_heads_that_are_floats_are_rejected_by_edits(model):
             pass
 
 
-@AFTER_REDESIGN
 def test_duplicate_heads_are_rejected_by_every_function(W_all):
     with pytest.raises(IHLibError, match="IH_list"):
-        qkov_zscores(W_all, [[1, 0], [1, 0]], [[0, 1]], num_samp=5, plot=False)
+        qkov_zscores(W_all, [[1, 0], [1, 0]], [[0, 1]], num_samp=5)
 
 
 def test_duplicate_heads_are_rejected_by_the_common_subspace(W_all):
@@ -87,31 +82,26 @@ def test_duplicate_heads_are_rejected_by_edits(model):
             pass
 
 
-@AFTER_REDESIGN
 def test_a_fractional_rank_is_rejected(W_all):
     with pytest.raises(IHLibError, match="rank"):
         common_subspace(W_all, [[1, 0], [1, 1]], rank=2.5)
 
 
-@AFTER_REDESIGN
 def test_a_fractional_vocab_size_is_rejected():
     with pytest.raises(IHLibError, match="vocab_size"):
         repeated_tokens(2, 8, 2.7)
 
 
-@AFTER_REDESIGN
 def test_a_negative_burn_in_is_rejected():
     with pytest.raises(IHLibError, match="burn_in"):
         copy_positions(8, 3, burn_in=-3)
 
 
-@AFTER_REDESIGN
 def test_a_transposed_w_all_is_rejected(W_all):
     with pytest.raises(IHLibError, match="W_all"):
         qk(W_all.transpose(-1, -2), 0, 0)
 
 
-@AFTER_REDESIGN
 @pytest.mark.parametrize("corrupt", ["nan", "int"])
 def test_w_all_with_nan_or_an_integer_dtype_is_rejected(W_all, corrupt):
     bad = W_all.clone()
@@ -120,36 +110,31 @@ def test_w_all_with_nan_or_an_integer_dtype_is_rejected(W_all, corrupt):
     else:
         bad = (bad * 100).to(torch.int64)
     with pytest.raises(IHLibError, match="W_all"):
-        qkov_zscores(bad, [[1, 0]], [[0, 1]], num_samp=5, plot=False)
+        qkov_zscores(bad, [[1, 0]], [[0, 1]], num_samp=5)
 
 
-@AFTER_REDESIGN
 def test_an_empty_list_of_ks_is_rejected(model):
     with pytest.raises(IHLibError, match="Ks"):
-        shuffle_sweep(model, None, heads=[[1, 0], [1, 1]], Ks=[], save_dir=None, **COPYING)
+        shuffle_sweep(model, [[1, 0], [1, 1]], Ks=[], progress=False)
 
 
-@AFTER_REDESIGN
 def test_out_of_vocabulary_ids_are_rejected(model):
     ids = torch.full((1, 10), model.config.vocab_size)
     with pytest.raises(IHLibError, match="input_ids"):
         pred_probs(model, ids)
 
 
-@AFTER_REDESIGN
 def test_a_sequence_longer_than_the_context_is_rejected(model):
     ids = torch.zeros((1, model.config.n_positions + 8), dtype=torch.long)
     with pytest.raises(IHLibError, match="input_ids"):
         pred_probs(model, ids)
 
 
-@AFTER_REDESIGN
 def test_a_zero_chunk_size_is_rejected(model):
     with pytest.raises(IHLibError, match="chunk_size"):
         pred_probs(model, torch.zeros((2, 10), dtype=torch.long), chunk_size=0)
 
 
-@AFTER_REDESIGN
 def test_an_out_of_vocabulary_bos_token_is_rejected(model):
     with pytest.raises(IHLibError, match="bos_token_id"):
         shuffle_exp(model, None, heads=[[1, 0], [1, 1]], save_dir=None, bos_token_id=1000, **COPYING)

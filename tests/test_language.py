@@ -13,7 +13,7 @@ import torch
 from ihlib.errors import IHLibError
 from ihlib.language import COPIED, NAME_FIRST, NAME_LAST, WORD, LanguageConfig, SyntheticLanguage, word_entropies
 from ihlib.models import new_model
-from ihlib.train_language import LanguageTrainConfig, mixed_batch_loss, train_language
+from ihlib.train_language import LanguageTrainConfig, evaluate, mixed_batch_loss, train_language
 
 SMALL = LanguageConfig(vocab_size=64, n_names=16, n_topics=2, successors=3, min_copy=4, max_copy=8)
 
@@ -120,3 +120,21 @@ def test_training_records_head_scores_at_each_checkpoint():
     first = log["checkpoints"][0]
     assert np.asarray(first["induction"]).shape == (2, 2) and np.asarray(first["shifting"]).shape == (2, 2)
     assert len(log["losses"]) == 6
+
+
+def test_two_seeded_runs_give_bitwise_identical_weights():
+    first, _ = train_language(TINY, progress=False)
+    second, _ = train_language(TINY, progress=False)
+    other, _ = train_language(dataclasses.replace(TINY, seed=1), progress=False)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    assert not torch.equal(first.transformer.wte.weight, other.transformer.wte.weight)
+
+
+def test_the_evaluation_record_counts_every_head_once_per_layer():
+    model, _ = train_language(TINY, progress=False)
+    record = evaluate(model, TINY, n_docs=5).record()
+    assert [row["layer"] for row in record["head_kinds"]] == [0, 1]
+    for row in record["head_kinds"]:
+        assert row["neither"] + max(row["induction"], row["shifting"]) <= 2
+    assert 0.0 <= record["copy_accuracy"] <= 1.0 and record["bigram_entropy"] < record["unigram_entropy"]
