@@ -108,6 +108,7 @@ class ModelFacts:
     scores: HeadScores
     seed_setting_scores: HeadScores
     copy_accuracy: float
+    evaluation: dict
 
     def row(self) -> dict[str, object]:
         """The facts as one table row; the best heads with their scores."""
@@ -124,7 +125,15 @@ class ModelFacts:
             "top IH": f"{head_label(*best_ih)} ({self.scores.induction[tuple(best_ih)]:.2f})",
             "top shifting head": f"{head_label(*best_shift)} ({self.scores.shifting[tuple(best_shift)]:.2f})",
             "top-1 copying": round(self.copy_accuracy, 3),
+            "word loss (unigram / bigram entropy)": self.language_loss_text(),
         }
+
+    def language_loss_text(self) -> str:
+        """Held-out word loss beside the data's unigram and bigram entropies (nats), from the training record."""
+        if "word_loss" not in self.evaluation:
+            return "no language"
+        values = (self.evaluation[key] for key in ("word_loss", "unigram_entropy", "bigram_entropy"))
+        return "{:.2f} ({:.2f} / {:.2f})".format(*values)
 
 
 def model_facts(
@@ -150,6 +159,7 @@ def model_facts(
         scores=head_scores(model, batch_size=batch_size, seg_len=seg_len, rep=rep, seed=seed),
         seed_setting_scores=head_scores(model, batch_size=batch_size, seed=seed, **SEED_SETTING),
         copy_accuracy=copy_accuracy(model, seed=seed),
+        evaluation=record.get("evaluation") or {},
     )
 
 

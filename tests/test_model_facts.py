@@ -141,3 +141,11 @@ def test_model_facts_of_the_copy_model_read_its_record_and_score_it_in_both_sett
     assert row["model"] == "ihlib-copy" and row["layers x heads"] == "3 x 8"
     roles = roles_table([facts])
     assert roles["model"].tolist() == ["ihlib-copy"] * 3 and roles.columns[0] == "model"
+
+
+def test_language_loss_text_reads_the_records_evaluation():
+    """The language model's held-out word loss is shown beside both entropies; a copy model has no language."""
+    facts = model_facts("ihlib-copy", batch_size=2)
+    assert facts.language_loss_text() == "no language"
+    facts.evaluation = {"word_loss": 2.5004, "unigram_entropy": 4.4674, "bigram_entropy": 3.0237}
+    assert facts.language_loss_text() == "2.50 (4.47 / 3.02)"
