@@ -164,8 +164,9 @@ def model_facts(
 
 
 def facts_table(facts: list[ModelFacts]) -> pd.DataFrame:
-    """One row per model: `ModelFacts.row`."""
-    return pd.DataFrame([fact.row() for fact in facts])
+    """One row per fact and one column per model (`ModelFacts.row`), so that a page can show it at its width."""
+    rows = pd.DataFrame([fact.row() for fact in facts]).set_index("model").T
+    return rows.rename_axis(index="", columns=None).reset_index()
 
 
 def roles_table(facts: list[ModelFacts]) -> pd.DataFrame:

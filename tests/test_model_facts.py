@@ -137,8 +137,9 @@ def test_model_facts_of_the_copy_model_read_its_record_and_score_it_in_both_sett
     assert facts.steps == record["train_config"]["steps"]
     assert facts.train_minutes == pytest.approx(record["log"]["seconds"] / 60)
     assert facts.scores.setting.seg_len == 25 and facts.seed_setting_scores.setting.seg_len == 5
-    row = facts_table([facts]).iloc[0]
-    assert row["model"] == "ihlib-copy" and row["layers x heads"] == "3 x 8"
+    table = facts_table([facts])
+    assert table.columns.tolist() == ["", "ihlib-copy"]
+    assert table.set_index("").loc["layers x heads", "ihlib-copy"] == "3 x 8"
     roles = roles_table([facts])
     assert roles["model"].tolist() == ["ihlib-copy"] * 3 and roles.columns[0] == "model"
 
