@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihlib.circuits import STATISTICS
 from ihlib.copying import per_repetition
-from ihlib.diagonal import STATISTICS, DiagonalControls, DiagonalJudgement
+from ihlib.diagonal import DiagonalControls, DiagonalJudgement
 from ihlib.heads import counting_heads, head_label, head_labels, head_role
 from ihlib.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
 from ihlib.scoring import HeadScores
