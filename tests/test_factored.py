@@ -9,6 +9,8 @@ import torch
 from ihlib.errors import IHLibError
 from ihlib.factored import (
     ThinSVD,
+    cholesky_r,
+    head_subspaces,
     ov_svd,
     qk_svd,
     right_singular_subspace,
@@ -16,7 +18,9 @@ from ihlib.factored import (
     thin_qr,
     thin_svd_product,
 )
-from ihlib.weights import ov, qk
+from ihlib.weights import K, O, ov, qk
+
+FLOAT32_SUBSPACE_TOL = 1e-6  # head_subspaces from float32 weights: their Grams in float32, everything else float64
 
 
 def random_w_all(n_layer: int = 2, n_head: int = 3, d_model: int = 24, d_head: int = 6, seed: int = 0) -> torch.Tensor:
@@ -85,6 +89,49 @@ def test_one_sided_subspace_matches_the_dense_right_singular_vectors():
             np.testing.assert_allclose(S[layer, head].numpy(), s[:4], rtol=1e-9)
             for r in (1, 2, 4):  # nested: the first r columns span the top-r subspace
                 np.testing.assert_allclose(projector(V[layer, head, :, :r].numpy()), projector(vt[:r].T), atol=1e-8)
+
+
+def assert_head_subspaces_match_dense(W_all: torch.Tensor, rank: int, tol: float) -> None:
+    """Every head's key / output bases (nested, per rank) and singular values equal dense float64 SVDs within `tol`."""
+    subspaces = head_subspaces(W_all, rank)
+    W = W_all.double()
+    for layer in range(W.shape[0]):
+        for head in range(W.shape[1]):
+            _, s_qk, vt_qk = np.linalg.svd(qk(W, layer, head).numpy())
+            u_ov, s_ov, _ = np.linalg.svd(ov(W, layer, head).numpy())
+            for side, s, basis in (("key", s_qk, vt_qk.T), ("output", s_ov, u_ov)):
+                values = subspaces.values(side, [[layer, head]])[0].numpy()
+                np.testing.assert_allclose(values, s[:rank], rtol=tol)
+                ours = subspaces.bases(side, [[layer, head]])[0].numpy()
+                np.testing.assert_allclose(ours.T @ ours, np.eye(rank), atol=1e-12)
+                for r in range(1, rank + 1):
+                    np.testing.assert_allclose(projector(ours[:, :r]), projector(basis[:, :r]), atol=tol)
+
+
+def test_head_subspaces_of_float64_weights_equal_dense_svds():
+    """From float64 weights, the batched pass agrees with a dense SVD of every head's `W_qk` and `W_ov` to 1e-9."""
+    assert_head_subspaces_match_dense(random_w_all(seed=7), 4, 1e-9)
+
+
+def test_head_subspaces_of_float32_weights_equal_dense_svds_to_the_stated_tolerance():
+    """From float32 weights (Grams in float32), bases and values agree with float64 dense SVDs to 1e-6."""
+    W_all = 0.02 * random_w_all(n_layer=2, n_head=2, d_model=96, d_head=8, seed=8).float()
+    assert_head_subspaces_match_dense(W_all, 5, FLOAT32_SUBSPACE_TOL)
+
+
+def test_head_subspaces_keep_the_top_directions_of_ill_conditioned_float32_factors():
+    """Key and output factors of condition number 1e3 (float32): the top 4 directions still agree to 1e-6."""
+    W_all = random_w_all(n_layer=1, n_head=2, d_model=64, d_head=8, seed=9)
+    W_all[:, :, [K, O]] *= torch.logspace(0, -3, 8, dtype=torch.float64)
+    assert_head_subspaces_match_dense(W_all.float(), 4, FLOAT32_SUBSPACE_TOL)
+
+
+def test_head_subspaces_of_a_rank_deficient_head_take_the_householder_path():
+    """A head whose `W_k` has a zero column makes the Cholesky fail: the Householder path keeps every head exact."""
+    W_all = random_w_all(seed=10).float()
+    W_all[1, 2, K, :, 4] = 0.0
+    assert cholesky_r(W_all[1, 2, K].mT @ W_all[1, 2, K]) is None
+    assert_head_subspaces_match_dense(W_all, 3, FLOAT32_SUBSPACE_TOL)
 
 
 def test_rank_deficient_factors_fall_back_to_householder_and_stay_exact():
