@@ -238,14 +238,7 @@ def exchange_edit(
     `exchange_pairs`). Everything touched is restored bitwise on exit.
     """
     check_component(component)
-    pairs = exchange_pairs(model, heads, kind, rng, pool)
-    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_slots(model, *target, component) for target, _ in pairs]
-    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
-        with torch.no_grad():
-            for target_slots, source_values in zip(targets, sources, strict=True):
-                for slot, value in zip(target_slots, source_values, strict=True):
-                    slot.view().copy_(value)
+    with pairs_edit(model, exchange_pairs(model, heads, kind, rng, pool), component) as pairs:
         yield pairs
 
 
@@ -281,14 +274,17 @@ def projection_edit(
 
 @contextmanager
 def pairs_edit(model: AnyGPT2, pairs: list, component: str) -> Iterator[list]:
-    """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component (snapshot)."""
+    """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component.
+
+    Sources are read from a snapshot taken before any write; everything touched is restored bitwise on exit.
+    """
     sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_views(model, *target, component) for target, _ in pairs]
-    with restored_on_exit([view for views in targets for view in views]):
+    targets = [component_slots(model, *target, component) for target, _ in pairs]
+    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
         with torch.no_grad():
-            for target_views, source_values in zip(targets, sources, strict=True):
-                for view, value in zip(target_views, source_values, strict=True):
-                    view.copy_(value)
+            for target_slots, source_values in zip(targets, sources, strict=True):
+                for slot, value in zip(target_slots, source_values, strict=True):
+                    slot.view().copy_(value)
         yield pairs
 
 
