@@ -9,9 +9,10 @@ they draw figures, so they load (with matplotlib) on first use: `import ihlib` a
 
 import importlib
 
+from ihlib.circuits import diagonal_zscore, embedding_basis
 from ihlib.copying import CopyingSettings, pred_probs
 from ihlib.data import copy_positions, repeated_tokens
-from ihlib.diagonal import QKOVMatching, QKOVZScores, diagonal_zscore, embedding_basis, qkov_blocks, qkov_zscores
+from ihlib.diagonal import QKOVMatching, QKOVZScores, qkov_blocks, qkov_zscores
 from ihlib.edits import exchange_edit, projection_edit
 from ihlib.errors import BookError, EditError, HeadError, IHLibError, ModelLoadError, ParameterError
 from ihlib.factored import (

@@ -238,14 +238,7 @@ def exchange_edit(
     `exchange_pairs`). Everything touched is restored bitwise on exit.
     """
     check_component(component)
-    pairs = exchange_pairs(model, heads, kind, rng, pool)
-    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_slots(model, *target, component) for target, _ in pairs]
-    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
-        with torch.no_grad():
-            for target_slots, source_values in zip(targets, sources, strict=True):
-                for slot, value in zip(target_slots, source_values, strict=True):
-                    slot.view().copy_(value)
+    with pairs_edit(model, exchange_pairs(model, heads, kind, rng, pool), component) as pairs:
         yield pairs
 
 
@@ -277,3 +270,40 @@ def projection_edit(
                 P_view = P.to(view)
                 view.copy_(P_view @ view if component == "QK" else view @ P_view.T)
         yield
+
+
+@contextmanager
+def pairs_edit(model: AnyGPT2, pairs: list, component: str) -> Iterator[list]:
+    """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component.
+
+    Sources are read from a snapshot taken before any write; everything touched is restored bitwise on exit.
+    """
+    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
+    targets = [component_slots(model, *target, component) for target, _ in pairs]
+    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
+        with torch.no_grad():
+            for target_slots, source_values in zip(targets, sources, strict=True):
+                for slot, value in zip(target_slots, source_values, strict=True):
+                    slot.view().copy_(value)
+        yield pairs
+
+
+def cross_layer_possible(heads: list) -> bool:
+    """True when `heads` can be deranged so that every head receives from another layer (no layer holds > half)."""
+    layers = [h[0] for h in heads]
+    return len(set(layers)) > 1 and max(layers.count(layer) for layer in set(layers)) * 2 <= len(layers)
+
+
+def cross_layer_pairs(heads: list, rng: np.random.Generator) -> list[list[list[int]]]:
+    """A random derangement `[[target, source], ...]` of `heads` where every source sits in another layer.
+
+    Heads are grouped by layer (layers and heads within them in random order) and each receives from the head
+    `m` places further round, `m` the largest group: no group is longer than `m`, so none receives from itself.
+    Needs `cross_layer_possible(heads)`.
+    """
+    if not cross_layer_possible(heads):
+        raise IHLibError("A cross-layer shuffle needs heads in several layers, none holding more than half of them.")
+    layers = sorted({h[0] for h in heads})
+    order = [list(h) for layer in rng.permutation(layers) for h in rng.permutation([h for h in heads if h[0] == layer])]
+    m = max(sum(h[0] == layer for h in heads) for layer in layers)
+    return [[order[i], order[(i + m) % len(order)]] for i in range(len(order))]

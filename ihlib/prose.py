@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ihlib.circuits import STATISTICS
 from ihlib.copying import per_repetition
-from ihlib.diagonal import STATISTICS, DiagonalControls, DiagonalJudgement
+from ihlib.diagonal import DiagonalControls, DiagonalJudgement
 from ihlib.heads import counting_heads, head_label, head_labels, head_role
 from ihlib.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
 from ihlib.scoring import HeadScores
@@ -69,7 +70,7 @@ def _effect_lines(effects: dict[str, Effect], absent: dict[str, str]) -> list[st
         for name, e in effects.items()
     ]
     return lines + [
-        f"No {name} control on this model: it {why.removeprefix('does not exist: ')}." for name, why in absent.items()
+        f"No {name} control on this model: {why.removeprefix('does not exist: ')}." for name, why in absent.items()
     ]
 
 
@@ -114,7 +115,7 @@ def diagonal_what_we_see(result: DiagonalControls, judgement: DiagonalJudgement)
         )
         parts.append(f"{STATISTICS[stat]}: listed {listed:.3f} against {against}")
     absent = " ".join(
-        f"The {name} control does not exist: it {why.removeprefix('does not exist: ')}."
+        f"No {name} control on this model: {why.removeprefix('does not exist: ')}."
         for name, why in judgement.absent.items()
     )
     chance = (

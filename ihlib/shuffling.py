@@ -13,8 +13,6 @@ so a shuffle within one layer says something only when shuffling that layer's ot
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,16 +23,16 @@ from ihlib.copying import CopyingSettings, by_position, condition_summary, per_r
 from ihlib.edits import (
     EXCHANGE_KINDS,
     check_component,
-    component_slots,
-    component_views,
+    cross_layer_pairs,
+    cross_layer_possible,
     exchange_edit,
     exchange_pairs,
     model_heads,
+    pairs_edit,
     random_candidates,
-    restored_on_exit,
 )
 from ihlib.errors import IHLibError
-from ihlib.heads import all_heads, check_k, head_labels
+from ihlib.heads import all_heads, check_k
 from ihlib.models import AnyGPT2
 from ihlib.stats import mean_ci, reading
 
@@ -246,35 +244,6 @@ CONTROLS = (
     "random heads of these layers",
     "random heads",
 )
-MAX_TRIES = 1000  # rejection sampling of cross-layer derangements
-
-
-@contextmanager
-def pairs_edit(model: AnyGPT2, pairs: list, component: str) -> Iterator[list]:
-    """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component (snapshot)."""
-    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_slots(model, *target, component) for target, _ in pairs]
-    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
-        with torch.no_grad():
-            for target_slots, source_values in zip(targets, sources, strict=True):
-                for slot, value in zip(target_slots, source_values, strict=True):
-                    slot.view().copy_(value)
-        yield pairs
-
-
-def cross_layer_possible(heads: list) -> bool:
-    """True when `heads` can be deranged so that every head receives from another layer (no layer holds > half)."""
-    layers = [h[0] for h in heads]
-    return len(set(layers)) > 1 and max(layers.count(layer) for layer in set(layers)) * 2 <= len(layers)
-
-
-def cross_layer_pairs(heads: list, rng: np.random.Generator) -> list:
-    """A random derangement of `heads` in which every head receives the component of a head of another layer."""
-    for _ in range(MAX_TRIES):
-        order = rng.permutation(len(heads))
-        if all(heads[i][0] != heads[j][0] for i, j in enumerate(order)):
-            return [[heads[i], heads[j]] for i, j in enumerate(order)]
-    raise IHLibError(f"No cross-layer derangement of {head_labels(heads)} found in {MAX_TRIES} tries.")
 
 
 @dataclass

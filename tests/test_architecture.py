@@ -19,6 +19,8 @@ COMPUTING = (
     "edits",
     "copying",
     "stats",
+    "controls",
+    "circuits",
     "diagonal",
     "subspaces",
     "shuffling",

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from ihlib.circuits import embedding_basis, orient_signs, pair_statistics
 from ihlib.controls import composable, cross_groups, draw_pairs, self_groups
-from ihlib.diagonal import diagonal_controls, embedding_basis, judge_diagonal, orient_signs, pair_statistics
+from ihlib.diagonal import diagonal_controls, judge_diagonal
 from ihlib.factored import head_subspaces
 from ihlib.prose import diagonal_verdict, matching_verdict
 from ihlib.stats import head_bootstrap_effect, head_resampled_means, masked_mean

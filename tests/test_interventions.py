@@ -15,7 +15,7 @@ from conftest import random_gpt2
 
 from ihlib.copying import CopyingSettings, check_configuration, pred_probs
 from ihlib.data import copy_positions
-from ihlib.edits import exchange_pairs, projection_edit
+from ihlib.edits import cross_layer_pairs, cross_layer_possible, exchange_pairs, projection_edit
 from ihlib.errors import IHLibError
 from ihlib.factored import stacked_qk_svd, subspace_projector
 from ihlib.heads import count_threshold, counting_heads, head_role, top_heads
@@ -38,8 +38,6 @@ from ihlib.scoring import HeadScores, head_scores
 from ihlib.shuffling import (
     ShuffleControls,
     ShuffleSweep,
-    cross_layer_pairs,
-    cross_layer_possible,
     intact_heads,
     judge_shuffle_controls,
     shuffle,
@@ -490,10 +488,12 @@ def test_identical_same_layer_heads_give_not_informative(model):
 
 
 def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
-    heads = [[0, 0], [0, 1], [1, 0], [2, 2]]
+    heads = [[0, 0], [0, 1], [1, 0], [2, 2]] + [[3, h] for h in range(4)]
     rng = np.random.default_rng(0)
     for _ in range(20):
-        assert all(target[0] != source[0] for target, source in cross_layer_pairs(heads, rng))
+        pairs = cross_layer_pairs(heads, rng)
+        assert all(target[0] != source[0] for target, source in pairs)
+        assert sorted(t for t, _ in pairs) == sorted(heads) == sorted(s for _, s in pairs)
     assert cross_layer_possible(heads) and not cross_layer_possible([[0, 0], [0, 1], [1, 0]])
 
 

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ihlib.diagonal import (
-    QKOVZScores,
-    diagonal_zscore,
-    embedding_basis,
-    qkov_blocks,
-    qkov_zscore_grid,
-    qkov_zscores,
-)
+from ihlib.circuits import diagonal_zscore, embedding_basis, qkov_zscore_grid
+from ihlib.diagonal import QKOVZScores, qkov_blocks, qkov_zscores
 from ihlib.errors import IHLibError
 from ihlib.factored import head_subspaces
 from ihlib.heads import draw_head_pairs
