@@ -2,6 +2,7 @@
 
 The trainer writes `training.json` in the model folder with
 `"checkpoints": [{"step": int, "loss": float, "induction": [[...n_head] x n_layer], "shifting": [[...]]}, ...]`
+at the top level or inside `"log"` (as `ihlib.train_language` saves them)
 (scores as `ihlib.scoring.head_scores` computes them) and `"log": {"losses": [...], "steps": [...]}`.
 Without `log.steps`, the logged losses are taken every `max(1, train_config.steps // 100)` steps, as
 `ihlib.train` records them.
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from ihlib.errors import IHLibError
 
@@ -55,6 +57,24 @@ class TrainingDynamics:
         return int(self.step[np.argmax(best >= bar)])
 
 
+def phase_change_table(dynamics: TrainingDynamics, *, fraction: float = 0.5) -> pd.DataFrame:
+    """Per score kind: the best head's score at the first and last checkpoint, the phase-change step, its loss."""
+    rows = []
+    for kind in SCORE_KINDS:
+        best = dynamics.scores(kind).max(axis=(1, 2))
+        step = dynamics.phase_change_step(kind, fraction=fraction)
+        rows.append(
+            {
+                "score": kind,
+                "best head, first checkpoint": best[0],
+                "best head, last checkpoint": best[-1],
+                f"step past {fraction:.0%} of the rise": step,
+                "loss at that step": dynamics.loss[int(np.flatnonzero(dynamics.step == step)[0])],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def read_training_dynamics(path: str | Path) -> TrainingDynamics:
     """Read a model folder's `training.json` (or that file itself) into a `TrainingDynamics`."""
     path = Path(path)
@@ -66,7 +86,7 @@ def read_training_dynamics(path: str | Path) -> TrainingDynamics:
 
 def training_dynamics(record: dict, *, source: str = "the record") -> TrainingDynamics:
     """Parse a `training.json` record (a dict) into a `TrainingDynamics`; checkpoints sorted by step."""
-    checkpoints = record.get("checkpoints")
+    checkpoints = record.get("checkpoints") or (record.get("log") or {}).get("checkpoints")
     if not checkpoints:
         raise IHLibError(
             f"{source} has no 'checkpoints': this model was trained without recording head scores during training."

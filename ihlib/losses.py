@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ihlib.data import repeated_tokens
@@ -48,6 +49,39 @@ class PositionLoss:
         """Mean loss over the predicted tokens of each repeat, `(rep,)` (the first token is never predicted)."""
         which = self.repeat_of_position()
         return np.array([self.loss[which == r].mean() for r in range(self.rep)])
+
+    def by_repeat_table(self, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+        """One row per repeat: tokens predicted, mean loss with its bootstrap interval over sequences, ln(vocab)."""
+        which = self.repeat_of_position()
+        per_repeat = np.stack([self.per_sequence[:, which == r].mean(axis=1) for r in range(self.rep)], axis=1)
+        low, high = bootstrap_mean_interval(per_repeat, n_boot=n_boot, level=self.level, seed=seed)
+        return pd.DataFrame(
+            {
+                "repeat": np.arange(1, self.rep + 1),
+                "tokens predicted": [int((which == r).sum()) for r in range(self.rep)],
+                "mean loss (nats)": per_repeat.mean(axis=0),
+                f"{self.level:.0%} interval": [f"{lo:.3f} to {hi:.3f}" for lo, hi in zip(low, high, strict=True)],
+                "uniform guess ln(vocab)": self.uniform_loss,
+            }
+        )
+
+    name = "position_loss"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-position mean, its interval and the per-sequence losses."""
+        return {"loss": self.loss, "low": self.low, "high": self.high, "per_sequence": self.per_sequence}
+
+    def record(self) -> dict:
+        """JSON-friendly setting, mean loss per repeat and the uniform-guess loss."""
+        return {
+            "seg_len": self.seg_len,
+            "rep": self.rep,
+            "offset": self.offset,
+            "vocab_size": self.vocab_size,
+            "level": self.level,
+            "by_repeat": self.by_repeat().tolist(),
+            "uniform_loss": self.uniform_loss,
+        }
 
 
 def target_log_probs(

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ihlib.projection import ProjectionResult
-from ihlib.shuffling import ShuffleResult, ShuffleSweep
+from ihlib.shuffling import ShuffleControls, ShuffleResult, ShuffleSweep
 from ihlib.tables import repetition_table
 
 COLORS = {
@@ -15,6 +15,11 @@ COLORS = {
     "random baseline": "tab:red",
     "common subspace": "tab:blue",
     "random subspace": "tab:gray",
+    "own top directions": "tab:orange",
+    "cross-layer shuffle": "tab:cyan",
+    "other heads of these layers, shuffled": "tab:green",
+    "random heads of these layers": "tab:pink",
+    "random heads": "tab:red",
 }
 METRICS = (("err", "Top-1 error"), ("prob", "P(correct next token)"))
 
@@ -173,7 +178,29 @@ def plot_projection(result: ProjectionResult) -> dict[str, plt.Figure]:
     action = "Projecting out" if result.project_out else "Keeping only"
     where = "W_K" if result.component == "QK" else "W_O"
     title = (
-        f"{action} the common subspace of {len(result.IH_proj)} IHs' W_QK in {where} of {len(result.heads)} heads, "
-        f"vs a random subspace\nmean and 95% band over {result.settings.n_exp} repetitions"
+        f"{action} the common subspace of IHs' W_QK ({'cross-fitted' if result.cross_fit else 'in-sample'}) in "
+        f"{where} of {len(result.heads)} heads,\nvs a random subspace and each head's own top directions; "
+        f"mean and 95% band over {result.settings.n_exp} repetitions"
     )
     return {result.name: plot_rank_sweep(result.ranks, result.summary, title)}
+
+
+def plot_shuffle_controls(result: ShuffleControls) -> dict[str, plt.Figure]:
+    """Error change from the unedited model per condition of `shuffle_controls`, mean and 95% interval, as bars."""
+    summary = result.summary
+    conditions = [c for c in summary if c != "original"]
+    means = np.array([float(summary[c]["err_change"]["mean"]) for c in conditions])
+    lows = np.array([float(summary[c]["err_change"]["low"]) for c in conditions])
+    highs = np.array([float(summary[c]["err_change"]["high"]) for c in conditions])
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(conditions) + 1.6))
+    y = np.arange(len(conditions))
+    errors = np.abs(np.stack([means - lows, highs - means]))
+    ax.barh(y, means, xerr=np.nan_to_num(errors), color=[COLORS.get(c, "gray") for c in conditions], capsize=3)
+    ax.set_yticks(y, conditions)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("change in top-1 copying error (mean, 95% interval over repetitions)", weight="bold")
+    layers = ", ".join(map(str, result.layers))
+    absent = f"\nabsent: {', '.join(result.absent)}" if result.absent else ""
+    ax.set_title(f"{result.component} of {len(result.heads)} {result.kind} heads (layer(s) {layers}){absent}")
+    fig.tight_layout()
+    return {result.name: fig}

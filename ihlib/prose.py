@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ihlib.copying import per_repetition
-from ihlib.diagonal import DiagonalJudgement
-from ihlib.heads import counting_heads, head_label, head_role
-from ihlib.projection import SUBSPACES, ProjectionJudgement, ProjectionResult
+from ihlib.diagonal import STATISTICS, DiagonalControls, DiagonalJudgement
+from ihlib.heads import counting_heads, head_label, head_labels, head_role
+from ihlib.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
 from ihlib.scoring import HeadScores
-from ihlib.shuffling import CONDITIONS, ONE_REPETITION, ShuffleJudgement, ShuffleSweep, intact_heads
-from ihlib.stats import CHANCE_ABOVE_Q95, at, mean_ci, reading
-from ihlib.subspaces import MatchingJudgement
+from ihlib.shuffling import (
+    CONDITIONS,
+    ONE_REPETITION,
+    ControlledShuffleJudgement,
+    ShuffleControls,
+    ShuffleSweep,
+    intact_heads,
+)
+from ihlib.stats import Effect, at, mean_ci, reading
+from ihlib.subspaces import JUDGED, PRIMARY_CONTROL, ControlsJudgement, SubspaceControls
 from ihlib.verdicts import Verdict
 
 
@@ -33,99 +42,182 @@ def _a(word: str) -> str:
     return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
+@dataclass(frozen=True)
+class Paragraph:
+    """A generated Markdown paragraph ("what we see"), displayed as Markdown by Jupyter."""
+
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        """The paragraph as Markdown."""
+        return self.text
+
+
+def effect_text(effect: Effect) -> str:
+    """One effect as "+0.55 [+0.43, +0.68] (d = 5.1, p = 0.0005)": difference, head-resampled interval, Cohen's d."""
+    return (
+        f"{effect.difference:+.3f} [{effect.low:+.3f}, {effect.high:+.3f}] "
+        f"(d = {effect.standardized:.2g}, one-sided p = {effect.p_value:.2g})"
+    )
+
+
+def _effect_lines(effects: dict[str, Effect], absent: dict[str, str]) -> list[str]:
+    """One line per control: means, effect, interval; then one plain line per control that does not exist."""
+    lines = [
+        f"Against {name} ({e.n_control} pairs, mean {e.control_mean:.3f}): listed mean {e.listed_mean:.3f}, "
+        f"difference {effect_text(e)}."
+        for name, e in effects.items()
+    ]
+    return lines + [
+        f"No {name} control on this model: it {why.removeprefix('does not exist: ')}." for name, why in absent.items()
+    ]
+
+
+LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
+
+
 def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
-    """Claim 1's verdict in words: the counts above the baseline's 95th percentile, medians, the seed's z > 2 rule."""
+    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, and absent controls."""
     claim = "Claim 1 (large diagonal of W_qk W_ov)"
     j = judgement
-    if j.n == 0:
-        return Verdict(
-            claim,
-            "not tested",
-            "No listed shifting head sits in an earlier layer than a listed IH, so no listed pair can compose: "
-            "list more heads (K0, K1).",
+    if j.n_pairs == 0 or not j.effects:
+        why = (
+            "no listed shifting head sits in an earlier layer than a listed IH"
+            if j.n_pairs == 0
+            else ("there is no random composable pair of unlisted heads to compare with")
         )
-    evidence = (
-        f"Of the {j.n} listed pairs whose shifting head sits in an earlier layer than the IH, {j.above} have a "
-        f"diagonal z-score above the 95th percentile of random head pairs ({j.baseline_high:.2f})"
+        return Verdict(claim, "not tested", f"Nothing to compare: {why}.", caveat="not tested on this model")
+    clear = [name for name, e in j.effects.items() if e.clear]
+    text = (
+        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score that clears {len(clear)} of the "
+        f"{len(j.effects)} controls that exist here ({', '.join(clear) or 'none'}); mean difference and 95% interval, "
+        f"{LARGE_RULE}:"
     )
-    if j.above > 0:
-        evidence += (
-            f"; pairs like random ones would give about {CHANCE_ABOVE_Q95 * j.n:.1f} (probability of {j.above} or "
-            f"more by chance: {j.chance:.2g})"
-        )
-    evidence += f". Their median z is {j.median:.2f}, against {j.baseline_median:.2f} for random pairs."
-    if j.median < j.baseline_low:
-        evidence += (
-            f" The median is even below the random pairs' 5th percentile ({j.baseline_low:.2f}): on average these "
-            "diagonals are smaller than those of random head pairs, the opposite of the claim."
-        )
-    evidence += f" By the seed's rule without a baseline (z > 2), {j.seed_rule} of the {j.n} pairs would count."
-    return Verdict(claim, j.label, evidence)
+    return Verdict(claim, j.label, text, _effect_lines(j.effects, j.absent), caveat=_weight_caveat(j.absent))
 
 
-def matching_verdict(judgement: MatchingJudgement) -> Verdict:
-    """Claim 2's verdict in words: per comparison, the settings whose listed median clears each baseline."""
-    lines = [
-        f"{mode}: the listed median is above the random-heads 95th percentile in {heads} of {n} (score, rank) "
-        f"settings, above the Gaussian one in {gauss} of {n}."
-        for mode, (heads, gauss, n) in judgement.counts.items()
-    ]
-    required = judgement.required
-    basis = "Judged on " + " and ".join(required) if required else "No IH x SH or IH x IH comparison given"
-    return Verdict("Claim 2 (common subspace)", judgement.label, f"{basis}; per comparison:", lines)
+def _weight_caveat(absent: dict[str, str]) -> str:
+    """The one-line caveat of a weight claim: the controls that do not exist, and what the weights leave out."""
+    missing = f"no {' or '.join(absent)} control exists on this model; " if absent else ""
+    return missing + "weights only (no layer norm, no biases)."
+
+
+def diagonal_what_we_see(result: DiagonalControls, judgement: DiagonalJudgement) -> Paragraph:
+    """A paragraph from the numbers: each statistic's listed mean against each control's, and what is absent."""
+    if not judgement.effects:
+        return Paragraph("Nothing to see: no listed pair can compose, or no control pair exists on this model.")
+    parts = []
+    for stat, effects in result.effects.items():
+        listed = next(iter(effects.values())).listed_mean
+        against = ", ".join(
+            f"{name} {e.control_mean:.3f}" + ("" if e.clear else " (not cleared)") for name, e in effects.items()
+        )
+        parts.append(f"{STATISTICS[stat]}: listed {listed:.3f} against {against}")
+    absent = " ".join(
+        f"The {name} control does not exist: it {why.removeprefix('does not exist: ')}."
+        for name, why in judgement.absent.items()
+    )
+    chance = (
+        f" Chance for the token-basis rate is 1/{result.token_count} = {1 / result.token_count:.4f}."
+        if result.token_count
+        else ""
+    )
+    return Paragraph(
+        f"**What we see.** Listed pairs (mean) against each control (mean): {'; '.join(parts)}.{chance} {absent} "
+        f"The verdict reads the residual-basis z-score: **{judgement.label}**."
+    )
+
+
+def matching_verdict(judgement: ControlsJudgement) -> Verdict:
+    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control."""
+    lines = []
+    for mode, effects in judgement.effects.items():
+        judged = "" if mode != "SH x SH" else " (reported, not judged)"
+        lines.append(f"{mode}{judged}: {judgement.labels[mode]}.")
+        lines += [f"{mode}: {line}" for line in _effect_lines(effects, judgement.absent[mode])]
+    text = (
+        f"Judged on one number per pair, the {JUDGED} (correlated settings count once), in IH x SH and IH x IH; "
+        f"{LARGE_RULE}:"
+    )
+    absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
+    return Verdict("Claim 2 (common subspace)", judgement.label, text, lines, caveat=_weight_caveat(absent))
+
+
+def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
+    """A paragraph from the numbers: per comparison and rank, where the listed pairs stand against random heads."""
+    parts = []
+    for result in results:
+        primary = PRIMARY_CONTROL[result.mode]
+        ranks = [
+            f"r = {r}: {e.listed_mean:.2f} vs {e.control_mean:.2f}" + (" (interval above 0)" if e.low > 0 else "")
+            for r in result.ranks
+            if (e := result.effects[f"mean@{r}"].get(primary)) is not None
+        ]
+        if ranks:
+            parts.append(f"{result.mode}, listed vs {primary} ('mean' score): " + "; ".join(ranks))
+    return Paragraph(
+        "**What we see.** " + ". ".join(parts) + f". Verdict on the rank-averaged score: **{judgement.label}** "
+        f"({', '.join(f'{m}: {label}' for m, label in judgement.labels.items())})."
+    )
 
 
 def shuffle_verdict(
+    controls: ShuffleControls,
+    judgement: ControlledShuffleJudgement,
     sweep: ShuffleSweep,
-    judgement: ShuffleJudgement,
     scores: HeadScores,
     *,
     fraction: float,
     margin: float,
     tolerance: float,
 ) -> Verdict:
-    """Claim 3's verdict for one component in words, with redundancy, heads beyond the counting ones, and spread."""
-    component, kind, j = sweep.component, sweep.kind, judgement
+    """Claim 3's verdict for one component: every control's error change, the judged comparison, and the sweep's
+    redundancy, heads beyond the counting ones, and spread of single repetitions."""
+    component, kind, j = controls.component, controls.kind, judgement
     claim = f"Claim 3 ({component} of {kind} heads)"
-    if j.K is None:
-        return Verdict(
-            claim,
-            "not tested",
-            f"Only {j.n_counting} head counts as {_a(kind)} head on this model, so there is nothing to shuffle it "
-            f"with: the invariance claim has no {kind} heads to hold for. Lower `fraction` or check chapter 0's "
-            "scores.",
-        )
-    summary, Ks, n, K = sweep.summary, sweep.Ks, j.n_counting, j.K
-    errors = {c: interval(at(summary[c]["err"], j.index)) for c in CONDITIONS}
-    scope = f"the {K} heads that count as {kind} heads" if K == n else f"the top {K} of the {n} {kind} heads"
+    layers = ", ".join(map(str, controls.layers))
+    changes = "; ".join(
+        f"{c}: {interval(change, signed=True)}" for c, change in (j.changes or {}).items() if c != "original"
+    )
     text = (
-        f"Shuffling the {component} among {scope} changes the top-1 copying error by "
-        f"{interval(j.shuffle_change, signed=True)} (unedited {errors['original']}, shuffled {errors['shuffle']}); "
-        f"giving them the {component} of random heads instead changes it by {interval(j.random_change, signed=True)} "
-        f"(error {errors['random baseline']}). A change counts as breaking copying when its 95% interval lies "
-        f"above +{tolerance:.2f}, as harmless when it lies below."
+        f"Editing the {component} of the {len(controls.heads)} {kind} heads (layer(s) {layers}) changes the top-1 "
+        f"copying error by: {changes}. A change breaks copying when its 95% interval lies above +{tolerance:.2f}, "
+        f"is harmless when it lies below. Reading: {j.why}"
     )
-    why = j.why or (
-        f"shuffling hurts, but random heads hurt more by {interval(j.gap, signed=True)}: the heads are "
-        "interchangeable only in part."
-    )
-    readings = {c: [reading(at(summary[c]["err_change"], i), tolerance) for i in range(len(Ks))] for c in CONDITIONS}
+    details = [f"No '{c}' control on this model: {why}." for c, why in controls.absent.items()]
+    details.append(f"Judged: '{j.test}' against '{j.reference}'." if j.test else "Nothing judged.")
     real = counting_heads(scores, kind, fraction=fraction, margin=margin)
-    layers = sorted({layer for layer, _ in real})
-    details = [
-        f"Reading at K = {K}: {why} The {n} {kind} heads sit in layer(s) {', '.join(map(str, layers))}"
-        + (
-            ": all in one layer, where heads that attend alike are interchangeable whatever their subspaces."
-            if len(layers) == 1
-            else "."
-        ),
-        _redundancy_line(Ks, readings["random baseline"], n, component),
-    ]
+    readings = {
+        c: [reading(at(sweep.summary[c]["err_change"], i), tolerance) for i in range(len(sweep.Ks))] for c in CONDITIONS
+    }
+    details.append(_redundancy_line(sweep.Ks, readings["random baseline"], len(real), component))
     beyond = _beyond_line(sweep, scores, real, readings["shuffle"], fraction=fraction, margin=margin)
     if beyond:
         details.append(beyond)
     details.append(_variance_line(sweep))
-    return Verdict(claim, j.label, text, details)
+    where = "one layer, backed by a same-layer control" if len(controls.layers) == 1 else "heads in several layers"
+    caveats = {
+        "not informative": f"could not fail here: {kind} heads in one layer with no same-layer control that breaks.",
+        "not tested": "not tested on this model.",
+    }
+    caveat = caveats.get(j.label, f"random tokens repeated; {where}.")
+    return Verdict(claim, j.label, text, details, caveat=caveat)
+
+
+def shuffle_what_we_see(results: list[ShuffleControls], judgements: dict[str, ControlledShuffleJudgement]) -> Paragraph:
+    """A paragraph from the numbers: per component, the shuffle against its controls and the label."""
+    parts = []
+    for result in results:
+        j = judgements[result.component]
+        errors = ", ".join(f"{c} {interval(at_scalar(result.summary[c]['err']))}" for c in result.summary)
+        layers = ", ".join(map(str, result.layers))
+        parts.append(f"{result.component} ({result.kind} heads, layer(s) {layers}): error {errors}; **{j.label}**")
+    return Paragraph("**What we see.** " + ". ".join(parts) + ".")
+
+
+def at_scalar(stats: dict) -> dict[str, float]:
+    """A `{mean, low, high}` dict of 0-d arrays as floats."""
+    return {key: float(value) for key, value in stats.items()}
 
 
 def _first_k(Ks: list[int], readings: list[str], wanted: str, above: int | None = None, upto: int | None = None):
@@ -199,33 +291,44 @@ def _variance_line(sweep: ShuffleSweep) -> str:
 
 
 def _projection_sentence(result: ProjectionResult, rank: int | None) -> str:
-    """One sentence on one projection run: where it decides, with errors of both subspaces there."""
+    """One sentence on one projection run: where it decides, with errors and energies of every condition there."""
     summary = result.summary
     where = "keys (W_K)" if result.component == "QK" else "outputs (W_O)"
     heads = f"the {len(result.heads)} heads' {where}"
     if result.project_out:
-        action, success, control = f"Projecting it out of {heads}", "breaks copying", "leaves it intact"
+        action, success = f"Projecting it out of {heads}", "breaks copying (more than each head's own top directions)"
     else:
-        action, success, control = f"Keeping only it in {heads}", "keeps copying intact", "breaks it"
+        action, success = f"Keeping only it in {heads}", "keeps copying intact"
     shown = result.ranks.index(rank or result.ranks[-1])
-    errors = {s: interval(at(summary[s]["err"], shown)) for s in SUBSPACES}
+    numbers = ", ".join(
+        f"{s} error {interval(at(summary[s]['err'], shown))} ({result.energy[s][shown]:.0%} of the energy "
+        f"{result.energy_word})"
+        for s in SUBSPACES
+    )
     if rank is None:
         return (
-            f"{action} never {success} at a rank where a random subspace of the same rank {control}, up to rank "
-            f"{result.ranks[-1]} (there: error {errors['common subspace']}, random subspace "
-            f"{errors['random subspace']})."
+            f"{action} never {success} at two consecutive ranks where a random subspace does the opposite, up to "
+            f"rank {result.ranks[-1]} (there: {numbers})."
         )
     return (
-        f"{action} first {success} at rank {rank} (error {errors['common subspace']}, against "
-        f"{interval(at(summary['common subspace']['err'], 0))} unedited), where a random subspace of the same rank "
-        f"{control} (error {errors['random subspace']}); the top {rank} directions hold "
-        f"{result.stack_energy_at_rank[shown]:.0%} of the stacked W_QK's energy."
+        f"{action} first {success} at ranks {rank} and the next one swept, where a random subspace does the "
+        f"opposite (at rank {rank}: {numbers}; unedited {interval(at(summary['common subspace']['err'], 0))})."
     )
 
 
 def _target_heads(component: str) -> str:
     """Name where a component's projection acts: IH keys or shifting-head outputs."""
     return "keys of induction heads" if component == "QK" else "outputs of shifting heads"
+
+
+def _fitting(result: ProjectionResult) -> str:
+    """How the subspace was fitted, in words."""
+    if not result.cross_fit:
+        return f"in-sample from the {len(result.IH_proj)} IHs (circular where they are also edited)"
+    fitted = "; ".join(
+        f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
+    )
+    return f"cross-fitted in {FOLDS} folds ({fitted})"
 
 
 def projection_verdict(
@@ -235,15 +338,42 @@ def projection_verdict(
     claim = f"Claim 4 ({judgement.component}: {_target_heads(judgement.component)})"
     out = runs[True]
     if out.untested or runs[False].untested:
-        return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}")
+        return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}", caveat="not tested on this model.")
+    killed = (
+        f"Projecting out kills copying (mean error >= {KILLED}) from rank {judgement.killed}"
+        if judgement.killed is not None
+        else f"Projecting out never kills copying (mean error >= {KILLED})"
+    )
     text = (
-        f"The common subspace: top right singular directions of the stacked W_QK of {len(out.IH_proj)} "
-        "induction heads. " + " ".join(_projection_sentence(runs[o], judgement.decisive[o]) for o in (True, False))
+        f"The common subspace: top right singular directions of stacked W_QK of IHs, {_fitting(out)}. "
+        + " ".join(_projection_sentence(runs[o], judgement.decisive[o]) for o in (True, False))
+        + f" {killed}; the error levels off at {judgement.plateau:.2f} over the upper half of the ranks."
     )
     details = [f"Not read: {ONE_REPETITION}"] if out.settings.n_exp < 2 else []
+    if judgement.why and out.settings.n_exp >= 2:
+        details.append(f"Capped at partly supported: {judgement.why}")
     details += [
         f"A change in top-1 error counts as breaking copying when its 95% interval lies above +{tolerance:.2f}, "
-        "as harmless when it lies below; 'decisive' ranks are where the common and the random subspace of the "
-        f"same rank give opposite readings. {out.settings.n_exp} repetitions of {out.settings.batch_size} sequences."
+        "as harmless when it lies below. Correction for scanning ranks: a rank decides only when the next swept "
+        f"rank decides too. {out.settings.n_exp} repetitions of {out.settings.batch_size} sequences."
     ]
-    return Verdict(claim, judgement.label, text, details)
+    caveat = f"energy-matched by each head's own top directions; {'cross-fitted' if out.cross_fit else 'in-sample'}."
+    if judgement.killed is None:
+        caveat = f"copying is never killed (plateau {judgement.plateau:.2f}); " + caveat
+    return Verdict(claim, judgement.label, text, details, caveat=caveat)
+
+
+def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str, ProjectionJudgement]) -> Paragraph:
+    """A paragraph from the numbers: per edit, the errors of every condition at the largest rank, and the labels."""
+    parts = []
+    for result in results:
+        if result.untested:
+            parts.append(
+                f"{result.component} {'out' if result.project_out else 'keep'}: not tested ({result.untested})"
+            )
+            continue
+        errors = ", ".join(f"{s} {float(result.summary[s]['err']['mean'][-1]):.2f}" for s in SUBSPACES)
+        action = "project out" if result.project_out else "keep only"
+        parts.append(f"{result.component} {action}, rank {result.ranks[-1]}: error {errors}")
+    labels = ", ".join(f"{c}: **{j.label}**" for c, j in judgements.items())
+    return Paragraph("**What we see.** " + "; ".join(parts) + f". Verdicts: {labels}.")

@@ -95,6 +95,11 @@ def save_verdicts(verdicts: Verdict | list[Verdict], save_dir: str | Path) -> Pa
     return save_json(save_dir, "verdict", record)
 
 
+def clear_verdicts(save_dir: str | Path) -> None:
+    """Remove a stale `save_dir/verdict.json` as a chapter starts, so that a chapter that fails leaves no verdict."""
+    (Path(save_dir) / "verdict.json").unlink(missing_ok=True)
+
+
 def write_rankings(scores: HeadScores, save_dir: str | Path) -> dict[str, Path]:
     """Write the seed's ranking text files `{induction,shifting}_head_scores.txt` to `save_dir`; return the paths."""
     folder = create_folder(save_dir)

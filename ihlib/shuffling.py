@@ -3,10 +3,18 @@
 Each repetition of the copying test (`copying.CopyingSettings`) scores the unedited model, a fresh
 derangement of the heads' components among themselves ("shuffle") and fresh random heads' components
 ("random baseline"), all on the same batch. Experiments take the heads they are given and score no heads.
+
+`shuffle_controls` adds controls that can fail: a shuffle across layers (each head receives a head's component
+from another layer), the other heads of the same layers shuffled among themselves, and random heads drawn from
+the edited heads' own layers. Heads of one layer that attend alike are interchangeable whatever their weights,
+so a shuffle within one layer says something only when shuffling that layer's other heads does hurt.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,11 +22,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ihlib.copying import CopyingSettings, by_position, condition_summary, per_repetition, pred_probs
-from ihlib.edits import EXCHANGE_KINDS, check_component, exchange_edit, model_heads, random_candidates
+from ihlib.edits import (
+    EXCHANGE_KINDS,
+    check_component,
+    component_views,
+    exchange_edit,
+    exchange_pairs,
+    model_heads,
+    random_candidates,
+    restored_on_exit,
+)
 from ihlib.errors import IHLibError
-from ihlib.heads import check_k
+from ihlib.heads import all_heads, check_k, head_labels
 from ihlib.models import AnyGPT2
-from ihlib.stats import at, mean_ci, reading
+from ihlib.stats import mean_ci, reading
 
 CONDITIONS = EXCHANGE_KINDS  # "original", "shuffle", "random baseline"
 SCORE_KIND = {"QK": "induction", "OV": "shifting"}
@@ -217,58 +234,242 @@ def intact_heads(pairs: list, real: list) -> int:
     return sum(source_of.get(head, head) in members for head in members)
 
 
-def index_at_most(Ks: list[int], n: int) -> int:
-    """Return the index of `n` in `Ks`, else of the largest K below `n`; raise when every K exceeds `n`."""
-    below = [i for i, K in enumerate(Ks) if K <= n]
-    if not below:
-        raise IHLibError(f"The sweep's Ks {Ks} all exceed the {n} heads that count: include a K <= {n}.")
-    return Ks.index(n) if n in Ks else below[-1]
-
-
-@dataclass(frozen=True)
-class ShuffleJudgement:
-    """Claim 3's rule for one component: the label, why, and the numbers at the K it was read at (None if untested)."""
-
-    label: str
-    why: str
-    n_counting: int
-    K: int | None = None
-    index: int | None = None
-    shuffle_change: dict | None = None
-    random_change: dict | None = None
-    gap: dict | None = None
-
-
 ONE_REPETITION = "one repetition gives no confidence interval, so nothing can be read: re-run with n_exp >= 2."
 
 
-def judge_shuffle(sweep: ShuffleSweep, n_counting: int, *, tolerance: float = 0.1) -> ShuffleJudgement:
-    """Claim 3 for one component, read at K = the number of heads that count as heads of its kind.
+CONTROLS = (
+    "original",
+    "shuffle",
+    "cross-layer shuffle",
+    "other heads of these layers, shuffled",
+    "random heads of these layers",
+    "random heads",
+)
+MAX_TRIES = 1000  # rejection sampling of cross-layer derangements
 
-    Supported: shuffling is harmless (error change below `tolerance`, 95% interval) while random heads break
-    copying (change above it); partly: shuffling hurts, but less than random heads by more than `tolerance`;
-    not supported: otherwise; not tested: fewer than two counting heads, one repetition, or random heads do
-    not break copying either.
+
+@contextmanager
+def pairs_edit(model: AnyGPT2, pairs: list, component: str) -> Iterator[list]:
+    """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component (snapshot)."""
+    sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
+    targets = [component_views(model, *target, component) for target, _ in pairs]
+    with restored_on_exit([view for views in targets for view in views]):
+        with torch.no_grad():
+            for target_views, source_values in zip(targets, sources, strict=True):
+                for view, value in zip(target_views, source_values, strict=True):
+                    view.copy_(value)
+        yield pairs
+
+
+def cross_layer_possible(heads: list) -> bool:
+    """True when `heads` can be deranged so that every head receives from another layer (no layer holds > half)."""
+    layers = [h[0] for h in heads]
+    return len(set(layers)) > 1 and max(layers.count(layer) for layer in set(layers)) * 2 <= len(layers)
+
+
+def cross_layer_pairs(heads: list, rng: np.random.Generator) -> list:
+    """A random derangement of `heads` in which every head receives the component of a head of another layer."""
+    for _ in range(MAX_TRIES):
+        order = rng.permutation(len(heads))
+        if all(heads[i][0] != heads[j][0] for i, j in enumerate(order)):
+            return [[heads[i], heads[j]] for i, j in enumerate(order)]
+    raise IHLibError(f"No cross-layer derangement of {head_labels(heads)} found in {MAX_TRIES} tries.")
+
+
+@dataclass
+class ShuffleControls:
+    """The shuffle of `heads` beside its controls (`CONTROLS`): probs and errs `{condition: (n_exp, batch, n_pos)}`.
+
+    `others`: heads of the edited heads' layers outside `exclude` (the heads of the kind); `absent` says, per
+    control that could not run on this model, why; `pairs[condition][r]` are the exchanges of repetition r.
     """
-    if n_counting < 2:
-        return ShuffleJudgement("not tested", "too few heads count", n_counting)
-    k = index_at_most(sweep.Ks, n_counting)
-    summary = sweep.summary
-    d_shuffle, d_random = at(summary["shuffle"]["err_change"], k), at(summary["random baseline"]["err_change"], k)
-    gap = {
-        key: float(v)
-        for key, v in mean_ci(per_repetition(sweep.errs["random baseline"][k] - sweep.errs["shuffle"][k])).items()
-    }
-    numbers = dict(
-        n_counting=n_counting, K=sweep.Ks[k], index=k, shuffle_change=d_shuffle, random_change=d_random, gap=gap
-    )
-    if sweep.settings.n_exp < 2:
-        return ShuffleJudgement("not tested", ONE_REPETITION, **numbers)
-    if reading(d_random, tolerance) != "breaks":
-        why = "random heads do not clearly break copying at this K either, so the test cannot tell the two apart."
-        return ShuffleJudgement("not tested", why, **numbers)
-    if reading(d_shuffle, tolerance) == "intact":
-        return ShuffleJudgement("supported", "shuffling is harmless while random heads break copying.", **numbers)
+
+    component: str
+    heads: list[list[int]]
+    others: list[list[int]]
+    settings: CopyingSettings
+    probs: dict[str, np.ndarray]
+    errs: dict[str, np.ndarray]
+    pairs: dict[str, list]
+    absent: dict[str, str]
+
+    @property
+    def kind(self) -> str:
+        """The kind of head the edited component belongs to: "induction" (QK) or "shifting" (OV)."""
+        return SCORE_KIND[self.component]
+
+    @property
+    def layers(self) -> list[int]:
+        """The layers of the edited heads."""
+        return sorted({h[0] for h in self.heads})
+
+    @property
+    def name(self) -> str:
+        """File stem: `shuffle_controls_{component}_T{seg_len}`."""
+        return f"shuffle_controls_{self.component}_T{self.settings.seg_len}"
+
+    @property
+    def summary(self) -> dict:
+        """Per condition: mean and 95% interval of error, probability and paired error change."""
+        return condition_summary(self.probs, self.errs, per_repetition(self.errs["original"]))
+
+    def record(self) -> dict:
+        """Settings, heads, summaries, absent controls and exchanges, as saved to JSON."""
+        return {
+            "experiment": "shuffle_controls",
+            "component": self.component,
+            "heads": self.heads,
+            "others": self.others,
+            **self.settings.record(),
+            "summary": self.summary,
+            "absent": self.absent,
+            "pairs": self.pairs,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-sample probabilities and errors by condition."""
+        return _arrays(self.probs, self.errs)
+
+
+def _control_pools(model: AnyGPT2, heads: list, exclude: list) -> tuple[list, dict[str, str]]:
+    """The other heads of the edited heads' layers, and why each control that cannot run is absent."""
+    layers = {h[0] for h in heads}
+    shape = (model.config.n_layer, model.config.n_head)
+    others = [h for h in all_heads(shape) if h[0] in layers and h not in heads and h not in exclude]
+    where = f"layer(s) {', '.join(map(str, sorted(layers)))}"
+    absent = {}
+    if not cross_layer_possible(heads):
+        absent["cross-layer shuffle"] = (
+            f"the edited heads all sit in {where}"
+            if len(layers) == 1
+            else "one layer holds more than half of the edited heads, so no head can avoid its own layer"
+        )
+    if len(others) < 2:
+        absent["other heads of these layers, shuffled"] = f"{where} hold(s) {len(others)} head(s) of another kind"
+    if not others:
+        absent["random heads of these layers"] = f"{where} hold(s) no head of another kind"
+    return others, absent
+
+
+def _control_pairs(model: AnyGPT2, condition: str, heads: list, others: list, rng: np.random.Generator) -> list:
+    """The exchanges `[[target, source], ...]` of one control condition for one repetition."""
+    if condition == "original":
+        return []
+    if condition == "shuffle":
+        return exchange_pairs(model, heads, "shuffle", rng)
+    if condition == "cross-layer shuffle":
+        return cross_layer_pairs(heads, rng)
+    if condition == "other heads of these layers, shuffled":
+        return exchange_pairs(model, others, "shuffle", rng)
+    if condition == "random heads of these layers":
+        with warnings.catch_warnings():  # fewer other heads than edited ones: drawn with replacement, as documented
+            warnings.simplefilter("ignore")
+            return exchange_pairs(model, heads, "random baseline", rng, others)
+    return exchange_pairs(model, heads, "random baseline", rng)
+
+
+@torch.no_grad()
+def shuffle_controls(
+    model: AnyGPT2,
+    heads: list,
+    *,
+    component: str = "QK",
+    exclude: list | tuple = (),
+    settings: CopyingSettings = DEFAULT_SETTINGS,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> ShuffleControls:
+    """Shuffle the `component` of `heads` and run every control of `CONTROLS` that exists, on the same batches.
+
+    `exclude`: heads that are not "of another kind" (pass every head that counts as a head of this kind).
+    Random heads of these layers are drawn with replacement when the layers hold fewer of them than `heads`.
+    """
+    check_component(component)
+    heads = model_heads(model, heads)
+    exclude = model_heads(model, list(exclude), "exclude") if len(exclude) else []
+    settings = settings.resolved(model)
+    _check_exchangeable(model, heads, None)
+    others, absent = _control_pools(model, heads, exclude)
+    conditions = [c for c in CONTROLS if c not in absent]
+    batches, positions = settings.batches(), settings.positions()
+    scored = {c: [] for c in conditions}
+    pairs = {c: [] for c in conditions[1:]}
+    bar = tqdm(total=settings.n_exp * len(conditions), desc=f"controls {component}", disable=not progress)
+    for r, ids in enumerate(batches):
+        for c, condition in enumerate(conditions):
+            exchanges = _control_pairs(model, condition, heads, others, np.random.default_rng([settings.seed, r, 7, c]))
+            with pairs_edit(model, exchanges, component):
+                scored[condition].append(pred_probs(model, ids, positions, chunk_size))
+            if condition != "original":
+                pairs[condition].append(exchanges)
+            bar.update()
+    bar.close()
+    probs = {c: np.array([p for p, _ in rows]) for c, rows in scored.items()}
+    errs = {c: np.array([e for _, e in rows]) for c, rows in scored.items()}
+    return ShuffleControls(component, heads, others, settings, probs, errs, pairs, absent)
+
+
+@dataclass(frozen=True)
+class ControlledShuffleJudgement:
+    """Claim 3's rule with controls for one component: the label, why, which conditions were compared, and numbers."""
+
+    label: str
+    why: str
+    test: str | None = None
+    reference: str | None = None
+    changes: dict | None = None
+    gap: dict | None = None
+
+
+def judge_shuffle_controls(result: ShuffleControls, *, tolerance: float = 0.1) -> ControlledShuffleJudgement:
+    """Claim 3 for one component, only from a test that could fail.
+
+    Test: the cross-layer shuffle where it exists, else the shuffle; reference: random heads of the edited heads'
+    layers where they exist, else random heads. Not tested: one repetition. Not informative: the heads share one
+    layer and shuffling that layer's other heads is harmless too (or there are none to shuffle), or the reference
+    does not break copying. Then as before: supported when the test is harmless (95% interval of the error change
+    below `tolerance`) and the reference breaks copying; partly when the reference hurts more by more than
+    `tolerance`; not supported otherwise.
+    """
+    summary = result.summary
+    changes = {c: _scalar(summary[c]["err_change"]) for c in summary}
+    if result.settings.n_exp < 2:
+        return ControlledShuffleJudgement("not tested", ONE_REPETITION, changes=changes)
+    test = "cross-layer shuffle" if "cross-layer shuffle" in summary else "shuffle"
+    reference = "random heads of these layers" if "random heads of these layers" in summary else "random heads"
+    numbers = dict(test=test, reference=reference, changes=changes)
+    other = "other heads of these layers, shuffled"
+    if len(result.layers) == 1:
+        if other not in summary:
+            why = (
+                f"the {len(result.heads)} edited heads share layer {result.layers[0]}, which has no two heads of "
+                f"another kind to show that a shuffle there could hurt ({result.absent[other]})."
+            )
+            return ControlledShuffleJudgement("not informative", why, **numbers)
+        if reading(changes[other], tolerance) != "breaks":
+            why = (
+                f"the {len(result.heads)} edited heads share layer {result.layers[0]}, and shuffling the "
+                f"{len(result.others)} heads of another kind there does not break copying either: within that layer "
+                "heads are interchangeable whatever their kind."
+            )
+            return ControlledShuffleJudgement("not informative", why, **numbers)
+    if reading(changes[reference], tolerance) != "breaks":
+        why = f"'{reference}' does not clearly break copying either, so the test cannot tell the two apart."
+        return ControlledShuffleJudgement("not informative", why, **numbers)
+    gap = _scalar(mean_ci(per_repetition(result.errs[reference] - result.errs[test])))
+    if reading(changes[test], tolerance) == "intact":
+        return ControlledShuffleJudgement(
+            "supported", f"the {test} is harmless while {reference} break copying.", **numbers, gap=gap
+        )
     if gap["low"] > tolerance:
-        return ShuffleJudgement("partly supported", "", **numbers)
-    return ShuffleJudgement("not supported", "shuffling hurts about as much as random heads.", **numbers)
+        return ControlledShuffleJudgement(
+            "partly supported", f"the {test} hurts, but {reference} hurt more.", **numbers, gap=gap
+        )
+    return ControlledShuffleJudgement(
+        "not supported", f"the {test} hurts about as much as {reference}.", **numbers, gap=gap
+    )
+
+
+def _scalar(stats: dict) -> dict[str, float]:
+    """A `{mean, low, high}` dict of 0-d arrays as floats."""
+    return {key: float(value) for key, value in stats.items()}

@@ -2,7 +2,9 @@
 
 Matching of orthonormal bases `A0, A1` uses the singular values `s` of `A0^T A1` (cosines of principal
 angles): `largest = s[0]`, `mean = sqrt(mean(s**2))`. Per-head bases come from `factored.head_subspaces`
-(one batched pass over all heads); baselines: random Gaussian subspaces and random heads of the same model.
+(one batched pass over all heads); baselines: random Gaussian subspaces and random heads of the same model
+(pairs that can compose for IH x SH). The verdict uses `subspace_controls`: one number per pair (the "mean" score
+averaged over the ranks compared) against control groups that can fail (`controls`), heads resampled.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ihlib.controls import PairGroup, cross_groups, draw_pairs, self_groups
 from ihlib.errors import IHLibError
 from ihlib.factored import HeadSubspaces, check_rank, random_orthonormal, single_threaded
-from ihlib.heads import all_heads, check_heads, draw_head_pairs
-from ihlib.stats import percentile_of
+from ihlib.heads import all_heads, check_heads
+from ihlib.stats import BOOTSTRAP_SAMPLES, Effect, effects_label, head_bootstrap_effect, percentile_of
 
 METHODS = ("largest", "mean")
 MODES = {"IH x IH": ("key", "key"), "SH x SH": ("output", "output"), "IH x SH": ("key", "output")}
@@ -188,11 +191,13 @@ def match_subspaces(
     methods: tuple[str, ...] | list[str] = METHODS,
     num_samp: int = 50,
     seed: int = 0,
+    exclude: list | tuple = (),
 ) -> SubspaceMatching:
     """Match head subspaces: IHs only -> IH x IH (key side), shifting only -> SH x SH (output side), both -> IH x SH.
 
     `subspaces` from `factored.head_subspaces(W_all, max(ranks))` or more. Baselines: `num_samp` pairs of
-    random Gaussian subspaces and of random distinct heads outside the lists (seeded).
+    random Gaussian subspaces, and up to `num_samp` distinct pairs of heads outside the lists and `exclude`,
+    drawn without replacement (seeded); for IH x SH only pairs that can compose (output head in an earlier layer).
     """
     if not ranks:
         raise IHLibError("ranks is empty: pass at least one rank.")
@@ -209,11 +214,21 @@ def match_subspaces(
     s_match = matching_scores(cross, ranks, methods).numpy()
     rng_gauss, rng_heads = np.random.default_rng(seed).spawn(2)
     gauss = gaussian_baseline(subspaces.d_model, ranks, methods, int(num_samp), rng_gauss)
-    pairs, pool = draw_head_pairs(subspaces.shape, rows + cols, int(num_samp), rng_heads)
+    group = _random_group(subspaces.shape, mode, rows, cols, list(exclude))
+    if not group.exists:
+        raise IHLibError(f"No random-head baseline for {mode} on this model: the group {group.note}.")
+    pairs, pool = draw_pairs(group, int(num_samp), rng_heads)
     first = subspaces.bases(row_side, pairs[:, 0])[..., :r_max]
     second = subspaces.bases(col_side, pairs[:, 1])[..., :r_max]
     heads = matching_scores(first.mT @ second, ranks, methods).numpy()
     return SubspaceMatching(mode, rows, cols, ranks, methods, s_match, gauss, heads, pairs, pool, int(seed))
+
+
+def _random_group(shape: tuple[int, int], mode: str, rows: list, cols: list, exclude: list) -> PairGroup:
+    """The random-heads group of a comparison: composable pairs for IH x SH, distinct pairs otherwise."""
+    if mode == "IH x SH":
+        return cross_groups(shape, rows, cols, exclude)["random composable"]
+    return self_groups(shape, rows, exclude, "listed")["random"]
 
 
 def energy_profile(subspaces: HeadSubspaces, side: str, heads: list | np.ndarray) -> np.ndarray:
@@ -278,38 +293,136 @@ def matching_reading(row: dict) -> str:
     return "within the baselines"
 
 
-def settings_above(result: SubspaceMatching) -> tuple[int, int, int]:
-    """(settings above random heads' 95th, above Gaussian 95th, all settings) for the listed median."""
-    rows = [row for row in result.summary() if not np.isnan(row["listed_median"])]
-    heads = sum(row["listed_median"] > row["heads_q95"] for row in rows)
-    gauss = sum(row["listed_median"] > row["gaussian_q95"] for row in rows)
-    return int(heads), int(gauss), len(result.summary())
+JUDGED = "mean score, averaged over ranks"
+PRIMARY_CONTROL = {"IH x SH": "random composable", "IH x IH": "random", "SH x SH": "random"}
+
+
+@dataclass
+class SubspaceControls:
+    """One comparison against its control groups: per-pair grids and the listed pairs' effects over each control.
+
+    `values[statistic][group]` is a grid `(len(rows), len(cols))`, NaN outside the group's mask; statistics are the
+    "mean" score at each rank (`"mean@r"`) and `JUDGED`, its average over the ranks (one number per pair).
+    """
+
+    mode: str
+    groups: dict[str, PairGroup]
+    ranks: list[int]
+    values: dict[str, dict[str, np.ndarray]]
+    effects: dict[str, dict[str, Effect]]
+    n_boot: int
+    seed: int
+    name = "subspace_controls"
+
+    def record(self) -> dict:
+        """JSON-friendly: mode, groups, ranks and effects per statistic and control."""
+        return {
+            "mode": self.mode,
+            "groups": {name: group.record() for name, group in self.groups.items()},
+            "ranks": self.ranks,
+            "effects": {s: {c: e.record() for c, e in effects.items()} for s, effects in self.effects.items()},
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every grid, named `{statistic}__{group}`, for the NPZ file."""
+        return {
+            f"{stat}__{group}".replace(" ", "_").replace(",", ""): grid
+            for stat, grids in self.values.items()
+            for group, grid in grids.items()
+        }
+
+
+def _group_scores(subspaces: HeadSubspaces, group: PairGroup, sides: tuple[str, str], ranks: list[int]) -> np.ndarray:
+    """The "mean" score `(R, n_rows, n_cols)` of every pair of a group's grid (all cells; masked later)."""
+    r_max = max(ranks)
+    rows = subspaces.bases(sides[0], group.rows)[..., :r_max]
+    cols = subspaces.bases(sides[1], group.cols)[..., :r_max]
+    cross = torch.einsum("idr,jds->ijrs", rows, cols)
+    return matching_scores(cross, ranks, ("mean",))[0].numpy()
+
+
+@torch.no_grad()
+@single_threaded()
+def subspace_controls(
+    subspaces: HeadSubspaces,
+    *,
+    IH_list: list | None = None,
+    Shifting_list: list | None = None,
+    ranks: tuple[int, ...] | list[int] = (2, 3, 5, 10),
+    exclude: list | tuple = (),
+    n_boot: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+) -> SubspaceControls:
+    """Claim 2 for one comparison (as in `match_subspaces`) against the control groups of `controls`.
+
+    IH x SH: random composable pairs, same layers, specificity (IHs x the non-shifting heads of the shifting
+    heads' layers); IH x IH and SH x SH: random pairs and same layers. `exclude`: heads no control may use.
+    """
+    if not ranks:
+        raise IHLibError("ranks is empty: pass at least one rank.")
+    ranks = [check_rank(r, subspaces.max_rank) for r in ranks]
+    mode, rows, cols = _matching_sides(subspaces.shape, IH_list, Shifting_list)
+    exclude = check_heads(list(exclude), subspaces.shape, name="exclude", nonempty=False)
+    if mode == "IH x SH":
+        groups = cross_groups(subspaces.shape, rows, cols, exclude)
+    else:
+        groups = self_groups(subspaces.shape, rows, exclude, "induction" if mode == "IH x IH" else "shifting")
+    values: dict[str, dict[str, np.ndarray]] = {f"mean@{r}": {} for r in ranks} | {JUDGED: {}}
+    for name, group in groups.items():
+        if group.exists:
+            scores = np.where(group.mask, _group_scores(subspaces, group, MODES[mode], ranks), np.nan)
+            for i, r in enumerate(ranks):
+                values[f"mean@{r}"][name] = scores[i]
+            values[JUDGED][name] = scores.mean(0)
+    effects: dict[str, dict[str, Effect]] = {stat: {} for stat in values}
+    listed = groups["listed"]
+    if listed.exists:
+        for stat, grids in values.items():
+            for name, group in groups.items():
+                if name != "listed" and group.exists:
+                    effects[stat][name] = head_bootstrap_effect(
+                        name,
+                        (grids["listed"], listed.mask, listed.symmetric),
+                        (grids[name], group.mask, group.symmetric),
+                        n_boot=n_boot,
+                        seed=seed,
+                    )
+    return SubspaceControls(mode, groups, ranks, values, effects, int(n_boot), int(seed))
 
 
 @dataclass(frozen=True)
-class MatchingJudgement:
-    """Claim 2's rule: the label, the comparisons judged, and `(above heads, above Gaussian, settings)` per mode."""
+class ControlsJudgement:
+    """Claim 2's rule on `JUDGED` per comparison: the overall label, the label and effects of each comparison."""
 
     label: str
-    required: list[str]
-    counts: dict[str, tuple[int, int, int]]
+    labels: dict[str, str]
+    effects: dict[str, dict[str, Effect]]
+    absent: dict[str, dict[str, str]]
 
 
-def judge_matching(results: list[SubspaceMatching]) -> MatchingJudgement:
-    """Claim 2 judged per comparison by how many (method, rank) settings put the listed median above each baseline.
+def judge_subspace_controls(results: list[SubspaceControls]) -> ControlsJudgement:
+    """Claim 2 judged on one number per pair (`JUDGED`), so that correlated (score, rank) settings count once.
 
-    Supported: "IH x SH" (and "IH x IH" when given) above the random-heads 95th percentile in at least half the
-    settings; partly: one of them above it somewhere, or "IH x SH" above the Gaussian one in half; else not.
-    "SH x SH" is reported, not judged.
+    Per comparison (`stats.effects_label`): supported when against every existing control the head-resampled
+    95% interval of the difference lies above 0 and Cohen's d >= 0.8; partly when only the random-heads control
+    is beaten (interval above 0); not supported otherwise. Overall: supported when IH x SH and IH x IH (those
+    given) are supported; partly when either is supported or partly; not supported otherwise. SH x SH is reported.
     """
-    counts = {result.mode: settings_above(result) for result in results}
-    required = [mode for mode in ("IH x SH", "IH x IH") if mode in counts]
-    if required and all(2 * counts[mode][0] >= counts[mode][2] for mode in required):
+    labels, effects, absent = {}, {}, {}
+    for result in results:
+        effects[result.mode] = result.effects[JUDGED]
+        absent[result.mode] = {n: g.note for n, g in result.groups.items() if not g.exists and n != "listed"}
+        labels[result.mode] = effects_label(result.effects[JUDGED], PRIMARY_CONTROL[result.mode])
+    required = [mode for mode in ("IH x SH", "IH x IH") if mode in labels]
+    found = [labels[mode] for mode in required]
+    if found and all(label == "supported" for label in found):
         label = "supported"
-    elif any(counts[mode][0] > 0 for mode in required) or (
-        "IH x SH" in counts and 2 * counts["IH x SH"][1] >= counts["IH x SH"][2]
-    ):
+    elif any(label in ("supported", "partly supported") for label in found):
         label = "partly supported"
+    elif found and all(label == "not tested" for label in found):
+        label = "not tested"
     else:
         label = "not supported"
-    return MatchingJudgement(label, required, counts)
+    return ControlsJudgement(label, labels, effects, absent)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ihlib.controls import PairGroup
 from ihlib.copying import per_repetition
 from ihlib.diagonal import SEED_Z_THRESHOLD, QKOVZScores
 from ihlib.heads import FRACTION, MARGIN, check_k, count_threshold, counting_heads, head_label, head_role, ranking
-from ihlib.projection import SUBSPACES, ProjectionResult, decisive_rank
+from ihlib.projection import SUBSPACES, ProjectionResult, decisive_rank, killed_rank, plateau
 from ihlib.prose import interval, repetition_intact
 from ihlib.scoring import HeadScores
-from ihlib.shuffling import CONDITIONS, ShuffleSweep, intact_heads
-from ihlib.stats import at, percentile_of, reading
+from ihlib.shuffling import CONDITIONS, ShuffleControls, ShuffleSweep, intact_heads
+from ihlib.stats import Effect, at, percentile_of, reading
 from ihlib.subspaces import SubspaceMatching, matching_reading
 
 LIST_KINDS = {"IH_list": "induction", "Shifting_list": "shifting"}
@@ -199,7 +200,7 @@ def _edit_name(result: ProjectionResult) -> str:
 
 
 def projection_table(results: list[ProjectionResult], *, tolerance: float = 0.1) -> pd.DataFrame:
-    """One row per projection result: the first decisive rank, and errors and energy at the rank shown."""
+    """One row per projection result: first decisive rank, killed rank, plateau, errors and energies at a rank."""
     rows = []
     for result in results:
         if result.untested:
@@ -212,11 +213,61 @@ def projection_table(results: list[ProjectionResult], *, tolerance: float = 0.1)
             "edit": _edit_name(result),
             "heads edited": len(result.heads),
             "unedited error": interval(at(summary["common subspace"]["err"], 0)),
-            "first decisive rank": rank if rank is not None else f"none up to {shown}",
+            "first decisive rank": rank if rank is not None else f"none up to {result.ranks[-1]}",
+            "killed from rank": killed_rank(result) if result.project_out else "",
+            "plateau": round(plateau(result), 2),
             "rank shown": shown,
-            "energy at rank shown": round(result.stack_energy_at_rank[i], 3),
         }
         for s in SUBSPACES:
             row[f"error: {s}"] = interval(at(summary[s]["err"], i))
+            row[f"energy {result.energy_word}: {s}"] = round(result.energy[s][i], 2)
         rows.append(row)
     return pd.DataFrame(rows).set_index("edit")
+
+
+def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairGroup] | None = None) -> pd.DataFrame:
+    """One row per statistic and control: means, difference with its head-resampled interval, Cohen's d, p, clear.
+
+    `groups` (optional) adds a row per control that does not exist, with the reason.
+    """
+    rows = [
+        {
+            "statistic": stat,
+            "control": name,
+            "control pairs": e.n_control,
+            "listed mean": e.listed_mean,
+            "control mean": e.control_mean,
+            "difference": e.difference,
+            "95% interval (heads resampled)": f"[{e.low:+.3f}, {e.high:+.3f}]",
+            "Cohen's d": e.standardized,
+            "one-sided p": e.p_value,
+            "clear": e.clear,
+        }
+        for stat, by_control in effects.items()
+        for name, e in by_control.items()
+    ]
+    for name, group in (groups or {}).items():
+        if name != "listed" and not group.exists:
+            rows.append({"statistic": "-", "control": name, "control pairs": 0, "clear": group.note})
+    return pd.DataFrame(rows).set_index(["statistic", "control"]).round(3)
+
+
+def shuffle_controls_table(result: ShuffleControls, *, tolerance: float = 0.1) -> pd.DataFrame:
+    """One row per condition of `shuffle_controls`: error, error change and its reading; absent controls say why."""
+    summary = result.summary
+    rows = [
+        {
+            "condition": c,
+            "error": interval(_floats(summary[c]["err"])),
+            "error change": interval(_floats(summary[c]["err_change"]), signed=True),
+            "reading": reading(_floats(summary[c]["err_change"]), tolerance) if c != "original" else "",
+        }
+        for c in summary
+    ]
+    rows += [{"condition": c, "error": "absent", "reading": why} for c, why in result.absent.items()]
+    return pd.DataFrame(rows).set_index("condition")
+
+
+def _floats(stats: dict) -> dict[str, float]:
+    """A `{mean, low, high}` dict of 0-d arrays as floats."""
+    return {key: float(value) for key, value in stats.items()}

@@ -10,20 +10,22 @@ import pandas as pd
 
 from ihlib.errors import IHLibError
 
-VERDICT_LABELS = ("supported", "partly supported", "not supported", "not tested")
+VERDICT_LABELS = ("supported", "partly supported", "not supported", "not informative", "not tested")
 
 
 @dataclass
 class Verdict:
-    """A claim's verdict (one of `VERDICT_LABELS`) and the sentences behind it.
+    """A claim's verdict (one of `VERDICT_LABELS`), the sentences behind it and a one-line caveat.
 
-    Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what gets saved as JSON.
+    "not informative": the test ran but could not have failed on this model. Notebooks display it as Markdown
+    (`_repr_markdown_`); `record()` is what gets saved as JSON.
     """
 
     claim: str
     verdict: str
     text: str
     details: list[str] = field(default_factory=list)
+    caveat: str = ""
 
     def __post_init__(self) -> None:
         """Reject labels outside the three-step scale."""
@@ -32,12 +34,19 @@ class Verdict:
 
     def record(self) -> dict:
         """JSON-friendly form."""
-        return {"claim": self.claim, "verdict": self.verdict, "text": self.text, "details": self.details}
+        return {
+            "claim": self.claim,
+            "verdict": self.verdict,
+            "text": self.text,
+            "details": self.details,
+            "caveat": self.caveat,
+        }
 
     def _repr_markdown_(self) -> str:
         """Markdown shown by Jupyter: the verdict in bold, the evidence, then one bullet per detail."""
         bullets = "".join(f"\n- {line}" for line in self.details)
-        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}"
+        caveat = f"\n\n*Caveat: {self.caveat}*" if self.caveat else ""
+        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}{caveat}"
 
 
 FAILED_MARKER = "FAILED.json"  # written by the book runner in a chapter's results folder when the chapter failed
@@ -57,14 +66,17 @@ class VerdictReport:
         return [c for c in self.chapters or [*self.verdicts, *self.failed] if c in self.verdicts or c in self.failed]
 
     def table(self) -> pd.DataFrame:
-        """One row per verdict: chapter, claim, verdict ("failed" for a chapter whose last run failed)."""
+        """One row per verdict: chapter, claim, verdict and its one-line caveat ("failed" for a failed chapter)."""
         rows = []
         for chapter in self._order():
             if chapter in self.failed:
-                rows.append({"chapter": chapter, "claim": "(the chapter failed)", "verdict": "failed"})
+                rows.append({"chapter": chapter, "claim": "(the chapter failed)", "verdict": "failed", "caveat": ""})
             else:
-                rows += [{"chapter": chapter, "claim": v.claim, "verdict": v.verdict} for v in self.verdicts[chapter]]
-        return pd.DataFrame(rows, columns=["chapter", "claim", "verdict"])
+                rows += [
+                    {"chapter": chapter, "claim": v.claim, "verdict": v.verdict, "caveat": v.caveat}
+                    for v in self.verdicts[chapter]
+                ]
+        return pd.DataFrame(rows, columns=["chapter", "claim", "verdict", "caveat"])
 
     def _repr_markdown_(self) -> str:
         """All verdicts as Markdown sections (a failed chapter says so, with its error), then the missing ones."""

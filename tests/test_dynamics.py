@@ -86,3 +86,21 @@ def test_records_without_checkpoints_or_with_ragged_scores_raise(tmp_path):
         read_training_dynamics(tmp_path)
     with pytest.raises(IHLibError, match="kind must be one of"):
         training_dynamics(synthetic_record()).scores("duplicate")
+
+
+def test_phase_change_table_gives_each_kind_its_step_and_the_loss_there():
+    """Induction passes halfway at step 200 (loss 4.0 there); shifting rises linearly from 0.1 to 0.9: step 200."""
+    from ihlib.dynamics import phase_change_table
+
+    frame = phase_change_table(training_dynamics(synthetic_record()))
+    assert frame["score"].tolist() == ["induction", "shifting"]
+    assert frame["step past 50% of the rise"].tolist() == [200, 200]
+    assert frame["loss at that step"].tolist() == [4.0, 4.0]
+    assert frame.loc[0, "best head, last checkpoint"] == pytest.approx(0.82)
+
+
+def test_checkpoints_inside_the_log_are_read_as_the_language_trainer_saves_them():
+    """`ihlib.train_language` saves its checkpoints under `log`; they read the same as top-level ones."""
+    record = synthetic_record()
+    nested = {**record, "log": {**record["log"], "checkpoints": record.pop("checkpoints")}}
+    np.testing.assert_array_equal(training_dynamics(nested).step, STEPS)

@@ -17,15 +17,35 @@ from ihlib.copying import CopyingSettings, check_configuration, pred_probs
 from ihlib.data import copy_positions
 from ihlib.edits import exchange_pairs, projection_edit
 from ihlib.errors import IHLibError
-from ihlib.factored import stacked_qk_svd
+from ihlib.factored import stacked_qk_svd, subspace_projector
 from ihlib.heads import count_threshold, counting_heads, head_role, top_heads
 from ihlib.models import transformer_of
 from ihlib.plots_experiments import plot_repetitions, plot_stack_energy
-from ihlib.projection import ProjectionResult, common_subspace, decisive_rank, judge_projection, project
+from ihlib.projection import (
+    ProjectionResult,
+    common_subspace,
+    decisive_rank,
+    edit_plan,
+    head_energy,
+    judge_projection,
+    killed_rank,
+    plateau,
+    project,
+)
 from ihlib.prose import interval, projection_verdict, shuffle_verdict
 from ihlib.results import save_result, save_verdicts
 from ihlib.scoring import HeadScores, head_scores
-from ihlib.shuffling import ShuffleSweep, intact_heads, judge_shuffle, shuffle, shuffle_sweep
+from ihlib.shuffling import (
+    ShuffleControls,
+    ShuffleSweep,
+    cross_layer_pairs,
+    cross_layer_possible,
+    intact_heads,
+    judge_shuffle_controls,
+    shuffle,
+    shuffle_controls,
+    shuffle_sweep,
+)
 from ihlib.stats import mean_ci, t_quantile
 from ihlib.tables import projection_table, repetition_table, selection_table, shuffle_table
 from ihlib.weights import head_weights, qk
@@ -177,7 +197,8 @@ def test_experiments_take_the_heads_they_are_given_and_score_none(model, monkeyp
 
 def test_projection_rank_zero_is_unedited_and_full_rank_control_equals_common(model):
     ih = [[1, 0], [1, 2], [2, 1], [2, 3]]  # 4 heads x d_head 8 = d_model: full rank is reachable
-    result = project(model, head_weights(model), ih, HEADS, max_rank=32, step=16, settings=settings(), progress=False)
+    options = dict(max_rank=32, step=16, cross_fit=False, settings=settings(), progress=False)
+    result = project(model, head_weights(model), ih, HEADS, **options)
     assert result.ranks == [0, 16, 32]
     positions = copy_positions(SEG, 3, burn_in=4)
     ids = settings().batches()[1]
@@ -199,10 +220,37 @@ def test_keeping_the_whole_space_changes_nothing(model):
         project_out=False,
         max_rank=32,
         step=32,
+        cross_fit=False,
         settings=settings(n_exp=1),
         progress=False,
     )
     np.testing.assert_allclose(result.probs["common subspace"][1], result.probs["common subspace"][0], atol=1e-5)
+
+
+def test_cross_fitted_heads_are_never_edited_with_a_subspace_they_helped_fit(model):
+    W = head_weights(model)
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
+    plan = edit_plan(W, ih, [[1, 0], [2, 1], [0, 3]])
+    assert [group[:2] for group in plan.groups] == [
+        ([[1, 0], [2, 1]], [[1, 2], [2, 3]]),
+        ([[0, 3]], ih),
+    ]
+    np.testing.assert_allclose(plan.groups[0][2].abs(), stacked_qk_svd(W, [[1, 2], [2, 3]])[1].abs(), atol=1e-12)
+    lonely = project(model, W, [[1, 0]], [[1, 0]], settings=settings(n_exp=1), progress=False)
+    assert lonely.untested.startswith("only 1 IH spans the subspace") and lonely.probs == {}
+
+
+def test_own_top_directions_remove_at_least_the_common_subspace_energy_and_energy_equals_the_dense_norm(model):
+    W = head_weights(model)
+    heads = [[1, 0], [2, 1]]
+    P = subspace_projector(stacked_qk_svd(W, [[1, 2], [2, 3]])[1][:, :4], project_out=True)
+    dense = [float(np.linalg.norm(qk(W.double(), *h).numpy() @ P.numpy(), "fro") ** 2) for h in heads]
+    np.testing.assert_allclose(head_energy(W, heads, "QK", P).numpy(), dense, rtol=1e-10)
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
+    result = project(model, W, ih, heads, max_rank=8, step=4, settings=settings(n_exp=2), progress=False)
+    removed = result.energy
+    assert all(o >= c - 1e-12 for o, c in zip(removed["own top directions"], removed["common subspace"], strict=True))
+    assert removed["own top directions"][-1] == pytest.approx(1.0)  # rank 8 = d_head: the whole head
 
 
 def test_projection_without_heads_is_not_tested_and_says_why(model):
@@ -245,7 +293,7 @@ def test_bad_component_and_configuration_raise(model):
 
 def test_projection_rank_beyond_the_stack_raises(model):
     with pytest.raises(IHLibError, match="max_rank <= 16"):
-        project(model, head_weights(model), [[1, 0], [1, 2]], HEADS, max_rank=20, progress=False)
+        project(model, head_weights(model), [[1, 0], [1, 2]], HEADS, max_rank=20, cross_fit=False, progress=False)
 
 
 def test_breaking_every_induction_head_raises_the_copying_error_sharply(default_model):
@@ -357,80 +405,162 @@ def synthetic_sweep(component: str, heads: list, shuffle: list, random: list, Ks
     return ShuffleSweep(component, heads, Ks, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs)
 
 
-def verdict_of(sweep: ShuffleSweep, scores: HeadScores):
-    """Claim 3's verdict of `sweep`, read at the number of counting heads of its kind."""
-    judgement = judge_shuffle(sweep, len(counting_heads(scores, sweep.kind)))
-    return shuffle_verdict(sweep, judgement, scores, fraction=0.5, margin=0.1, tolerance=0.1)
+def synthetic_controls(component: str, heads: list, others: list, means: dict, absent: dict) -> ShuffleControls:
+    """Shuffle controls over 4 repetitions with errors `means[condition] + (-0.01, 0, 0.01, 0)`."""
+    probs, errs = synthetic_arrays({c: [m] for c, m in means.items()})
+    probs, errs = {c: v[0] for c, v in probs.items()}, {c: v[0] for c, v in errs.items()}
+    pairs = {c: [[]] * 4 for c in means if c != "original"}
+    return ShuffleControls(component, heads, others, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs, absent)
+
+
+ONE_LAYER, TWO_LAYERS = [[1, 0], [1, 1], [1, 2]], [[1, 0], [2, 1], [1, 2], [2, 3]]
+NO_CROSS = {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
 
 
 @pytest.mark.parametrize(
-    "shuffled, random, label",
+    "heads, means, absent, label",
     [
-        ([0.02, 0.02, 0.6], [0.3, 0.9, 0.9], "supported"),
-        ([0.02, 0.4, 0.6], [0.3, 0.9, 0.9], "partly supported"),
-        ([0.02, 0.85, 0.9], [0.3, 0.9, 0.9], "not supported"),
-        ([0.02, 0.02, 0.02], [0.02, 0.04, 0.05], "not tested"),
+        (
+            ONE_LAYER,
+            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9},
+            NO_CROSS,
+            "not informative",
+        ),
+        (
+            ONE_LAYER,
+            {"shuffle": 0.02, "random heads": 0.9},
+            NO_CROSS | {"other heads of these layers, shuffled": "none"},
+            "not informative",
+        ),
+        (
+            ONE_LAYER,
+            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.7, "random heads of these layers": 0.9},
+            NO_CROSS,
+            "supported",
+        ),
+        (
+            TWO_LAYERS,
+            {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.9},
+            {},
+            "supported",
+        ),
+        (
+            TWO_LAYERS,
+            {"shuffle": 0.02, "cross-layer shuffle": 0.4, "random heads of these layers": 0.9},
+            {},
+            "partly supported",
+        ),
+        (
+            TWO_LAYERS,
+            {"shuffle": 0.02, "cross-layer shuffle": 0.85, "random heads of these layers": 0.9},
+            {},
+            "not supported",
+        ),
+        (
+            TWO_LAYERS,
+            {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.05},
+            {},
+            "not informative",
+        ),
     ],
 )
-def test_shuffle_verdict_reads_the_sweep_at_the_number_of_real_heads(ranked_scores, shuffled, random, label):
-    verdict = verdict_of(synthetic_sweep("QK", ranked_scores.IH_list, shuffled, random, [2, 3, 4]), ranked_scores)
-    assert verdict.verdict == label
-    assert "among the 3 heads that count as induction heads" in verdict.text
-    assert "sit in layer(s) 1: all in one layer" in verdict.details[0]
+def test_shuffle_is_judged_only_from_a_test_that_could_fail(heads, means, absent, label):
+    """One layer needs a same-layer shuffle of other heads that breaks; across layers the cross-layer shuffle counts."""
+    controls = synthetic_controls("QK", heads, [[1, 3], [2, 0]], {"original": 0.02} | means, absent)
+    assert judge_shuffle_controls(controls).label == label
 
 
-def test_shuffle_verdict_details_and_table_name_redundancy_the_heads_beyond_and_the_spread(ranked_scores, tmp_path):
+def test_identical_same_layer_heads_give_not_informative(model):
+    """Heads of one layer with identical weights: every shuffle there is a no-op, so the test could not fail."""
+    twin = copy.deepcopy(model)
+    attn = transformer_of(twin).h[1].attn
+    d_head = twin.config.n_embd // twin.config.n_head
+    with torch.no_grad():
+        for part in range(3):
+            block = attn.c_attn.weight[:, part * twin.config.n_embd : (part + 1) * twin.config.n_embd]
+            block.copy_(block[:, :d_head].repeat(1, twin.config.n_head))
+        attn.c_proj.weight.copy_(attn.c_proj.weight[:d_head].repeat(twin.config.n_head, 1))
+    settings = CopyingSettings(seg_len=8, rep=3, batch_size=4, n_exp=3, vocab_size=50)
+    controls = shuffle_controls(twin, [[1, 0], [1, 1]], component="QK", exclude=[], settings=settings, progress=False)
+    assert controls.absent == {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
+    for condition in ("shuffle", "other heads of these layers, shuffled"):
+        np.testing.assert_array_equal(controls.errs[condition], controls.errs["original"])
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == "not informative" and "share layer 1" in judgement.why
+
+
+def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
+    heads = [[0, 0], [0, 1], [1, 0], [2, 2]]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert all(target[0] != source[0] for target, source in cross_layer_pairs(heads, rng))
+    assert cross_layer_possible(heads) and not cross_layer_possible([[0, 0], [0, 1], [1, 0]])
+
+
+def test_shuffle_verdict_names_controls_redundancy_the_heads_beyond_and_the_spread(ranked_scores, tmp_path):
     sweep = synthetic_sweep("QK", ranked_scores.IH_list, [0.02, 0.02, 0.6], [0.05, 0.9, 0.9], [2, 3, 4])
-    verdict = verdict_of(sweep, ranked_scores)
-    details = verdict.details
-    assert "breaks copying only from K = 3 on" in details[1]
-    assert "continues with L0H3 (shifting head)" in details[2] and "first breaks copying at K = 4" in details[2]
-    assert "1 of the shuffled heads count as shifting heads and lose their own QK" in details[2]
-    assert "for 'shuffle' at K = 4, from 0.59 to 0.61" in details[3]
+    means = {"original": 0.02, "shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9}
+    controls = synthetic_controls("QK", ranked_scores.IH_list[:3], [[1, 3]], means, NO_CROSS)
+    judgement = judge_shuffle_controls(controls)
+    verdict = shuffle_verdict(controls, judgement, sweep, ranked_scores, fraction=0.5, margin=0.1, tolerance=0.1)
+    text = " ".join(verdict.details)
+    assert verdict.verdict == "not informative" and verdict.caveat.startswith("could not fail here")
+    assert "No 'cross-layer shuffle' control on this model" in text
+    assert "breaks copying only from K = 3 on" in text
+    assert "continues with L0H3 (shifting head)" in text and "first breaks copying at K = 4" in text
+    assert "for 'shuffle' at K = 4, from 0.59 to 0.61" in text
     save_verdicts([verdict], tmp_path)
-    assert json.loads((tmp_path / "verdict.json").read_text())[0]["verdict"] == "supported"
+    assert json.loads((tmp_path / "verdict.json").read_text())[0]["verdict"] == "not informative"
     table = shuffle_table(sweep, ranked_scores)
     assert table["shuffle: reading"].tolist() == ["intact", "intact", "breaks"]
-    assert table["random baseline: reading"].tolist() == ["intact", "breaks", "breaks"]
-    assert table["induction heads among the K"].tolist() == [2, 3, 3]
     assert table["shuffle: intact induction heads"].tolist() == [3, 3, 2]  # K=4 hands L1H1's QK to L0H3
-    assert table.loc[4, "error: shuffle"] == "0.60 [0.59, 0.61]"
 
 
-def test_shuffle_verdict_without_two_real_heads_says_there_is_nothing_to_shuffle():
-    lonely = HeadScores(np.array([[0.9, 0.1], [0.1, 0.1]]), np.array([[0.1, 0.9], [0.2, 0.1]]))
-    verdict = verdict_of(synthetic_sweep("QK", lonely.IH_list, [0.02], [0.9], [2]), lonely)
-    assert verdict.verdict == "not tested" and "nothing to shuffle" in verdict.text
+RANKS = [0, 4, 8, 12]
 
 
-def synthetic_projection(component: str, project_out: bool, common: list, random: list) -> ProjectionResult:
-    """A projection result over ranks 0, 4, 8 (rank 0 = unedited), 4 repetitions."""
-    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random})
+def synthetic_projection(
+    component: str, project_out: bool, common: list, random: list, own: list | None = None
+) -> ProjectionResult:
+    """A projection result over ranks 0, 4, 8, 12 (rank 0 = unedited), 4 repetitions."""
+    own = own if own is not None else [0.02] * len(RANKS)
+    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random, "own top directions": own})
     setting = CopyingSettings(n_exp=4, batch_size=2)
     heads, ih = [[1, 0], [1, 1]], [[1, 0], [1, 1], [1, 2]]
-    return ProjectionResult(component, project_out, ih, heads, [0, 4, 8], setting, probs, errs, [0.0, 0.6, 0.9])
+    energy = {s: [0.0, 0.3, 0.5, 0.7] for s in ("common subspace", "random subspace", "own top directions")}
+    return ProjectionResult(component, project_out, ih, heads, RANKS, setting, probs, errs, energy, [], True)
 
 
-def test_projection_verdicts_need_a_decisive_rank_for_each_edit():
+def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_matched_controls():
     runs = [
-        synthetic_projection("QK", True, [0.02, 0.5, 0.9], [0.02, 0.02, 0.3]),
-        synthetic_projection("QK", False, [0.02, 0.5, 0.02], [0.02, 0.9, 0.9]),
-        synthetic_projection("OV", True, [0.02, 0.5, 0.9], [0.02, 0.02, 0.3]),
-        synthetic_projection("OV", False, [0.02, 0.5, 0.3], [0.02, 0.9, 0.05]),
+        synthetic_projection("QK", True, [0.02, 0.5, 0.95, 0.95], [0.02, 0.02, 0.02, 0.3]),
+        synthetic_projection("QK", False, [0.02, 0.5, 0.02, 0.02], [0.02, 0.9, 0.9, 0.9]),
+        synthetic_projection("OV", True, [0.02, 0.5, 0.6, 0.6], [0.02, 0.02, 0.02, 0.02]),
+        synthetic_projection("OV", False, [0.02, 0.02, 0.5, 0.02], [0.02, 0.9, 0.9, 0.9]),
+        synthetic_projection(
+            "QK", True, [0.02, 0.5, 0.95, 0.95], [0.02, 0.02, 0.02, 0.02], own=[0.02, 0.6, 0.95, 0.95]
+        ),
     ]
-    assert [decisive_rank(r) for r in runs] == [4, 8, 4, None]
-    judgements = judge_projection(runs)
-    verdicts = {
-        c: projection_verdict({True: runs[2 * i], False: runs[2 * i + 1]}, judgements[c], tolerance=0.1)
-        for i, c in enumerate(("QK", "OV"))
-    }
-    assert verdicts["QK"].verdict == "supported" and verdicts["OV"].verdict == "partly supported"
-    assert "first keeps copying intact at rank 8" in verdicts["QK"].text and "hold 90%" in verdicts["QK"].text
-    assert "never keeps copying intact" in verdicts["OV"].text and "up to rank 8" in verdicts["OV"].text
-    table = projection_table(runs)
-    assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 8"]
-    assert table["rank shown"].tolist() == [4, 8, 4, 8]
-    assert table.loc["OV: keep only in W_O", "error: random subspace"] == "0.05 [0.04, 0.06]"
+    assert [decisive_rank(r) for r in runs] == [
+        4,
+        8,
+        4,
+        None,
+        None,
+    ]  # OV keep decides at 4 and 12, never twice in a row
+    assert [killed_rank(r) for r in runs[::2]] == [8, None, 8]
+    assert plateau(runs[2]) == pytest.approx(0.6)
+    judgements = judge_projection(runs[:4])
+    assert judgements["QK"].label == "supported" and judgements["OV"].label == "partly supported"
+    capped = judge_projection(
+        [runs[2], synthetic_projection("OV", False, [0.02, 0.02, 0.02, 0.02], [0.02, 0.9, 0.9, 0.9])]
+    )
+    assert capped["OV"].label == "partly supported" and "never kills copying" in capped["OV"].why
+    verdict = projection_verdict({True: runs[2], False: runs[3]}, judgements["OV"], tolerance=0.1)
+    assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
+    table = projection_table(runs[:4])
+    assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 12"]
+    assert table.loc["OV: keep only in W_O", "energy kept: own top directions"] == pytest.approx(0.7)
     with pytest.raises(IHLibError, match="both a project-out and a keep-only run for QK"):
         judge_projection(runs[:1])
 
@@ -453,6 +583,9 @@ def test_one_repetition_gives_no_reading(model, ranked_scores):
     sweep = shuffle_sweep(
         model, ranked_scores.IH_list, [2, 3], settings=settings(n_exp=1, batch_size=2), progress=False
     )
-    verdict = verdict_of(sweep, ranked_scores)
-    assert verdict.verdict == "not tested" and "one repetition gives no confidence interval" in verdict.details[0]
+    controls = shuffle_controls(
+        model, ranked_scores.IH_list[:2], settings=settings(n_exp=1, batch_size=2), progress=False
+    )
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == "not tested" and "one repetition gives no confidence interval" in judgement.why
     assert set(shuffle_table(sweep, ranked_scores)["shuffle: reading"]) == {"unclear"}

@@ -64,3 +64,27 @@ def test_the_default_models_loss_drops_on_the_second_repeat(default_model):
     assert first > 6.0
     assert second < 0.4 and third < 0.05
     assert np.all(result.low <= result.loss) and np.all(result.loss <= result.high)
+
+
+def test_by_repeat_table_matches_by_repeat_and_brackets_each_mean(small_model):
+    """One row per repeat, means equal to `by_repeat`, token counts summing to T - 1, intervals around the means."""
+    result = position_loss(small_model, seg_len=5, rep=3, batch_size=8, n_boot=100)
+    frame = result.by_repeat_table(n_boot=100)
+    assert frame["repeat"].tolist() == [1, 2, 3]
+    assert frame["tokens predicted"].tolist() == [4, 5, 5]
+    np.testing.assert_allclose(frame["mean loss (nats)"], result.by_repeat())
+    for text, mean in zip(frame["95% interval"], frame["mean loss (nats)"], strict=True):
+        low, high = (float(part) for part in text.split(" to "))
+        assert low <= round(mean, 3) <= high
+
+
+def test_position_loss_saves_as_a_result(small_model, tmp_path):
+    """`save_result` writes the per-position arrays and a record with the per-repeat means."""
+    from ihlib.results import save_result
+
+    result = position_loss(small_model, seg_len=4, rep=2, batch_size=3, n_boot=20)
+    paths = save_result(result, tmp_path)
+    with np.load(paths["npz"]) as saved:
+        np.testing.assert_array_equal(saved["per_sequence"], result.per_sequence)
+    assert paths["json"].name == "position_loss.json"
+    assert result.record()["by_repeat"] == pytest.approx(result.by_repeat().tolist())

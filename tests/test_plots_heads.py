@@ -158,3 +158,34 @@ def test_scores_by_position_figure_draws_each_head_and_the_uniform_curve(small_m
     by_position = scores_by_position(small_model, batch_size=2, seg_len=5, rep=3)
     fig = plot_scores_by_position(by_position, [[1, 0], [1, 2]], [[0, 1]])["scores_by_position"]
     assert [len(ax.lines) for ax in fig.axes] == [3 + 2, 2 + 2]  # heads + uniform curve + repeat markers
+
+
+def rendered_tick_points(fig: plt.Figure) -> float:
+    """Smallest tick-label size in points once the figure is scaled down to the page width (never up)."""
+    from ihlib.plots_teaching import PAGE_WIDTH_IN
+
+    scale = min(1.0, PAGE_WIDTH_IN / fig.get_figwidth())
+    sizes = [label.get_fontsize() for ax in fig.axes for label in ax.get_xticklabels() + ax.get_yticklabels()]
+    return min(sizes) * scale
+
+
+def test_chapter_0_figures_keep_tick_labels_of_9_points_at_page_width(scored):
+    """Every figure of chapter 0 fits the page width with tick labels of at least 9 pt, 12-head models included."""
+    from ihlib.scoring import attention_example, scores_by_position
+
+    model, scores = scored
+    wide = random_gpt2(n_layer=2, n_head=12, n_embd=48, vocab=97, n_pos=64)
+    wide_scores = head_scores(wide, batch_size=2, seg_len=8, rep=3, seed=0)
+    by_position = scores_by_position(model, batch_size=2, seg_len=8, rep=3, seed=0)
+    example = attention_example(model, {"a": [0, 0], "b": [1, 1]}, seg_len=6, rep=3, seed=0)
+    figures = {
+        **plot_head_scores(scores),
+        "head_scores_12": plot_head_scores(wide_scores)["head_scores"],
+        **plot_top_heads(scores, top=8),
+        **plot_scores_by_position(by_position, scores.IH_list[:2], scores.Shifting_list[:2]),
+        **plot_attention_examples(example),
+    }
+    small = {name: rendered_tick_points(fig) for name, fig in figures.items() if rendered_tick_points(fig) < 9}
+    assert not small, f"tick labels below 9 pt at page width: {small}"
+    for fig in figures.values():
+        plt.close(fig)

@@ -11,7 +11,7 @@ from ihlib.verdicts import Verdict, collect_verdicts
 
 
 def test_unknown_verdict_labels_are_rejected_with_the_scale():
-    with pytest.raises(IHLibError, match="supported, partly supported, not supported, not tested"):
+    with pytest.raises(IHLibError, match="supported, partly supported, not supported, not informative, not tested"):
         Verdict("Claim 1", "maybe", "")
 
 

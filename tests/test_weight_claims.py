@@ -15,7 +15,6 @@ from ihlib.diagonal import (
     QKOVZScores,
     diagonal_zscore,
     embedding_basis,
-    judge_diagonal,
     qkov_blocks,
     qkov_zscore_grid,
     qkov_zscores,
@@ -24,8 +23,7 @@ from ihlib.errors import IHLibError
 from ihlib.factored import head_subspaces
 from ihlib.heads import draw_head_pairs
 from ihlib.plots_weights import plot_energy_profiles, plot_matching_overview, plot_qkov_zscores, plot_subspace_matching
-from ihlib.prose import diagonal_verdict, matching_verdict
-from ihlib.results import save_result, save_verdicts
+from ihlib.results import save_result
 from ihlib.scoring import HeadScores
 from ihlib.seed import qkov_matching, subspace_matching
 from ihlib.stats import binomial_tail, percentile_of
@@ -34,7 +32,6 @@ from ihlib.subspaces import (
     energy_profile,
     gaussian_baseline,
     head_spectra,
-    judge_matching,
     match_subspaces,
     subspace_match_score,
 )
@@ -65,11 +62,6 @@ def match(W: torch.Tensor, IH_list=None, Shifting_list=None, ranks=(2, 3), **opt
     """`match_subspaces` on subspaces computed from `W` up to the largest rank (d_head when ranks are empty)."""
     subspaces = head_subspaces(W, max(ranks) if ranks and max(ranks) <= W.shape[-1] else None)
     return match_subspaces(subspaces, IH_list=IH_list, Shifting_list=Shifting_list, ranks=ranks, **options)
-
-
-def diagonal_verdict_of(result: QKOVZScores):
-    """Claim 1's verdict in words from its rule."""
-    return diagonal_verdict(judge_diagonal(result))
 
 
 def dense_basis(W_all: torch.Tensor, head: list, side: str, rank: int) -> np.ndarray:
@@ -366,27 +358,10 @@ def test_zscore_table_and_overview_summarise_the_result(W_all):
     assert len(zscore_table(result, top=4)) == 4
     overview = zscore_overview(result)
     composable = result.zscores[result.composable]
-    assert overview["n"].tolist() == [composable.size, 9, 40]
+    # 6 unlisted heads (2 per layer) form 4 + 8 = 12 composable pairs: all of them, fewer than num_samp
+    assert overview["n"].tolist() == [composable.size, 9, 12]
     assert overview["median"].iloc[0] == pytest.approx(np.median(composable), abs=0.005)
     assert overview["95th pct"].iloc[2] == pytest.approx(np.percentile(result.baseline, 95), abs=0.005)
-
-
-@pytest.mark.parametrize(
-    ("zscores", "composable", "verdict", "phrase"),
-    [
-        ([1.5, 0.95, 3.0], [True, True, True], "supported", "3 have"),
-        ([1.5] * 4 + [0.0] * 16, [True] * 20, "partly supported", "4 have"),
-        ([1.5] + [0.0] * 19, [True] * 20, "not supported", "1 have"),
-        ([0.5, 0.1, 5.0], [True, True, False], "not supported", "0 have"),
-        ([-0.95, -0.99, 5.0], [True, True, False], "not supported", "opposite of the claim"),
-        ([5.0], [False], "not tested", "no listed pair can compose"),
-    ],
-)
-def test_qkov_verdict_compares_composable_pairs_with_the_random_pair_percentiles(zscores, composable, verdict, phrase):
-    """Median above the 95th: supported; more pairs above than chance: partly; else not; non-composable ignored."""
-    result = diagonal_verdict_of(zscore_result(zscores, composable, BASELINE_Z))
-    assert result.verdict == verdict and phrase in result.text
-    assert result._repr_markdown_().startswith(f"**Claim 1 (large diagonal of W_qk W_ov): {verdict}")
 
 
 def test_binomial_tail_equals_direct_sums():
@@ -394,14 +369,6 @@ def test_binomial_tail_equals_direct_sums():
     assert binomial_tail(0, 7, 0.05) == pytest.approx(1.0)
     assert binomial_tail(7, 7, 0.05) == pytest.approx(0.05**7)
     assert binomial_tail(1, 20, 0.05) == pytest.approx(1 - 0.95**20)
-
-
-def test_qkov_verdict_counts_the_seed_rule_and_saves_its_record(tmp_path):
-    """The seed's z > 2 count is reported; save_verdicts writes verdict.json with the same text."""
-    result = diagonal_verdict_of(zscore_result([2.5, 1.0, 3.0], [True, True, True], BASELINE_Z))
-    save_verdicts(result, tmp_path)
-    assert "(z > 2), 2 of the 3 pairs" in result.text and "probability of 3 or more by chance" in result.text
-    assert json.loads((tmp_path / "verdict.json").read_text()) == result.record()
 
 
 def matching_result(mode: str, listed: float, heads: float, gauss: float, ranks: tuple = (2, 5)) -> SubspaceMatching:
@@ -442,33 +409,6 @@ def test_matching_table_reads_each_row_against_both_baselines():
     indexed = table.set_index(["score", "rank"], append=True)
     assert indexed.loc[("IH x IH", "largest", 2), "percentile in random heads"] == pytest.approx(100.0)
     assert indexed.loc[("IH x IH", "mean", 5), "random heads 95th"] == pytest.approx(0.545, abs=1e-3)
-
-
-@pytest.mark.parametrize(
-    ("ih_ih", "ih_sh", "verdict"),
-    [(0.9, 0.9, "supported"), (0.9, 0.3, "partly supported"), (0.3, 0.3, "partly supported"), (0.1, 0.1, "not")],
-)
-def test_matching_verdict_requires_the_random_head_baseline_for_support(ih_ih, ih_sh, verdict):
-    """Supported needs IH x SH and IH x IH above random heads; above the Gaussian baseline alone is only partial."""
-    results = [matching_result("IH x IH", ih_ih, 0.5, 0.2), matching_result("IH x SH", ih_sh, 0.5, 0.2)]
-    result = matching_verdict(judge_matching(results))
-    assert result.verdict.startswith(verdict)
-    expected = 4 if ih_sh > 0.545 else 0
-    assert (
-        f"IH x SH: the listed median is above the random-heads 95th percentile in {expected} of 4" in result.details[1]
-    )
-    assert result._repr_markdown_().count("\n- ") == 2
-
-
-def test_matching_verdict_reports_sh_by_sh_without_judging_it():
-    """Shifting heads sharing a subspace neither supports nor partly supports the claim on its own."""
-    results = [
-        matching_result("IH x IH", 0.1, 0.5, 0.2),
-        matching_result("SH x SH", 0.9, 0.5, 0.2),
-        matching_result("IH x SH", 0.1, 0.5, 0.2),
-    ]
-    result = matching_verdict(judge_matching(results))
-    assert result.verdict == "not supported" and result.details[1].startswith("SH x SH")
 
 
 def test_energy_profile_is_the_cumulative_share_of_squared_singular_values(W_all):
