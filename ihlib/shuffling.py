@@ -25,6 +25,7 @@ from ihlib.copying import CopyingSettings, by_position, condition_summary, per_r
 from ihlib.edits import (
     EXCHANGE_KINDS,
     check_component,
+    component_slots,
     component_views,
     exchange_edit,
     exchange_pairs,
@@ -252,12 +253,12 @@ MAX_TRIES = 1000  # rejection sampling of cross-layer derangements
 def pairs_edit(model: AnyGPT2, pairs: list, component: str) -> Iterator[list]:
     """Inside the block each `target` of `pairs` `[[target, source], ...]` carries `source`'s component (snapshot)."""
     sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_views(model, *target, component) for target, _ in pairs]
-    with restored_on_exit([view for views in targets for view in views]):
+    targets = [component_slots(model, *target, component) for target, _ in pairs]
+    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
         with torch.no_grad():
-            for target_views, source_values in zip(targets, sources, strict=True):
-                for view, value in zip(target_views, source_values, strict=True):
-                    view.copy_(value)
+            for target_slots, source_values in zip(targets, sources, strict=True):
+                for slot, value in zip(target_slots, source_values, strict=True):
+                    slot.view().copy_(value)
         yield pairs
 
 
