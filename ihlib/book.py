@@ -19,7 +19,7 @@ Conventions every chapter follows:
   It runs alone: `papermill book/03_shuffling.ipynb out.ipynb -p model_name gpt2 -p n_exp 20`.
   A page that declares no `model_name` gathers what the chapters saved: it runs after all of them.
 - Models: the chapters run on the site's model (`--model`, default the embedded default) and their pages make the
-  site; the chapters that declare `model_name` also run on every other embedded model (unless `--no-embedded`) and
+  site; the numbered chapters (the claims, `NN_*`) also run on every other embedded model (unless `--no-embedded`) and
   on each model of `--models a,b` (embedded names, hub names or local directories; repeatable), each in its own
   folder `models/<label>/` (no site pages), for the across-models page.
 - Shared parameters: `--params F.yml` (a YAML mapping), then `--param name=value` (value parsed as YAML,
@@ -509,10 +509,15 @@ def run_book(
     selected = select_chapters(notebooks, only)
     places = model_places(build_dir, shared.get("model_name"), [checked_model(m) for m in other_models])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    claims = [nb for nb in selected if "model_name" in declared[chapter_name(nb)]]
-    gathering = [nb for nb in selected if nb not in claims]
+    on_model = [nb for nb in selected if "model_name" in declared[chapter_name(nb)]]
+    gathering = [nb for nb in selected if nb not in on_model]
     model_jobs = longest_first(
-        [chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date) for nb in claims for place in places],
+        [
+            chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date)
+            for nb in on_model
+            for place in places
+            if place.site or _number_of(chapter_name(nb)) is not None
+        ],
         previous_seconds(build_dir),
     )
     gathering_jobs = [chapter_job(root, places[0], nb, shared, declared[chapter_name(nb)], date) for nb in gathering]

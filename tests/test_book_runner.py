@@ -524,21 +524,23 @@ def book_with_gathering_page(tiny_book: Path) -> Path:
         Path(output_dir, "seen.json").write_text(json.dumps(seen))
         """
     nbformat.write(chapter_with_code("gather", lister, parameters=""), tiny_book / "book" / "gather.ipynb")
+    nbformat.write(chapter_with_code("about", "print(model_name)"), tiny_book / "book" / "about.ipynb")
     toc = tiny_book / "_toc.yml"
-    toc.write_text(toc.read_text() + "  - file: book/gather\n")
+    toc.write_text(toc.read_text() + "  - file: book/about\n  - file: book/gather\n")
     return tiny_book
 
 
 def test_claims_run_on_every_other_model_into_its_own_folder(book_with_gathering_page, tmp_path):
-    """Other models run every chapter that declares `model_name`, in `models/<label>/`, with their own model; the
-    site's model is not run twice; a page without `model_name` runs once, after all of them, and sees them all."""
+    """Other models run every numbered chapter, in `models/<label>/`, with their own model; the site's model is not run
+    twice; an unnumbered page with `model_name` runs on the site's model only; a page without `model_name` runs once,
+    after all of them, and sees them all."""
     random_gpt2().save_pretrained(tmp_path / "small_gpt2")
     build = tmp_path / "build"
     others = ["ihlib-copy", str(tmp_path / "small_gpt2")]
     run = run_book(book_with_gathering_page, build, {"n": 3}, site=False, progress=False, other_models=others)
     assert run.failed is None and run.model_failures == []
     chapters = ["00_first", "01_second", "02_third"]
-    assert list(run.chapter_seconds) == [*chapters, "gather", *[f"small_gpt2/{c}" for c in chapters]]
+    assert list(run.chapter_seconds) == [*chapters, "about", "gather", *[f"small_gpt2/{c}" for c in chapters]]
     assert sorted(p.name for p in (build / "models").iterdir()) == ["small_gpt2"]
     results = build / "models" / "small_gpt2" / "results"
     received = json.loads((results / "00_first" / "params.json").read_text())
