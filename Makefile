@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: book test chromium train bench
+.PHONY: book test chromium train train-language bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP) chromium
 
 train: $(STAMP)
 	$(BIN)/python -m ihlib.train
+
+train-language: $(STAMP)
+	$(BIN)/python -m ihlib.train_language
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_subspace.py

@@ -13,7 +13,7 @@ from ihlib.copying import CopyingSettings, pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.diagonal import QKOVMatching, QKOVZScores, diagonal_zscore, embedding_basis, qkov_blocks, qkov_zscores
 from ihlib.edits import exchange_edit, projection_edit
-from ihlib.errors import IHLibError, ModelLoadError
+from ihlib.errors import BookError, EditError, HeadError, IHLibError, ModelLoadError, ParameterError
 from ihlib.factored import (
     HeadSubspaces,
     ThinSVD,
@@ -44,13 +44,17 @@ from ihlib.subspaces import SubspaceMatching, match_subspaces, subspace_match_sc
 from ihlib.weights import head_biases, head_weights, ov, qk
 
 __all__ = [
+    "BookError",
     "DEFAULT_MODEL_NAME",
     "CopyingSettings",
+    "EditError",
+    "HeadError",
     "HeadScores",
     "HeadSubspaces",
     "IHLibError",
     "ModelLoadError",
     "ProjectionResult",
+    "ParameterError",
     "QKOVMatching",
     "QKOVZScores",
     "ShuffleResult",

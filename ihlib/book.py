@@ -23,22 +23,32 @@ Conventions every chapter follows:
 - Layout under the build folder (`_build` by default); `book/` is never written to:
 
       _build/source/                   the Jupyter Book source: _config.yml, _toc.yml, book/ pages and assets
-      _build/source/book/NN_*.ipynb    the executed chapters (kept when a later chapter fails)
+      _build/source/book/NN_*.ipynb    the executed chapters, each with a provenance line (date, model, parameters)
+                                       after its title; moved here only when the chapter succeeds
       _build/source/results/NN_*/      what each chapter saves: notebooks run with cwd = _build/source,
                                        as they would from the repository root (so `../results/...` works
-                                       from a page in book/)
+                                       from a page in book/); emptied before the chapter runs
+      _build/failed/NN_*.ipynb         the executed notebook of a chapter whose last run failed, with the error
       _build/html/index.html           the site; notebook figures are files under _build/html/_images
       _build/timings.json              seconds per chapter and for the site
+      _build/run.json                  per executed page: status, date, model and parameters of the run that built it
 
-- A run without `--only` starts from a clean `source/` and `html/`. With `--only`, the other chapters keep
-  their previous executed version (a chapter never executed is shown without outputs, with a warning).
+- A run without `--only` first removes what a previous run left (`source/`, `html/`, `failed/`, the records).
+  With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
+  executed is shown without outputs, with a warning).
+- Parameters are checked before anything runs: a value must have the type of the chapter's default
+  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` directory must hold a GPT-2
+  (it is passed to the chapters as an absolute path).
 - A failing chapter stops the run: its name and error are printed, the executed notebooks and results of
-  the chapters before it stay, the site is not built, and the exit status is 1.
+  the chapters before it stay, the site is not built and a previous `html/` is removed, and the exit status is 1.
+  The failed chapter keeps its last good executed notebook; its results folder loses `verdict.json` and gets
+  `FAILED.json`, so the conclusion shows "failed" for it instead of an old verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import json
 import os
@@ -48,6 +58,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -55,11 +66,16 @@ import papermill
 import yaml
 from tqdm import tqdm
 
-from ihlib.errors import IHLibError
+from ihlib.errors import BookError, IHLibError, ParameterError
+from ihlib.models import check_local_model, resolve_device
+from ihlib.verdicts import FAILED_MARKER
 
 PER_CHAPTER_PARAMETERS = ("output_dir",)
 SOURCE_DIR = "source"
 HTML_DIR = "html"
+RUNNING_DIR = "running"  # chapters being executed; moved into source/ only when they succeed
+FAILED_DIR = "failed"  # the executed notebook of the last failed run of a chapter, with its error
+RUN_RECORD = "run.json"
 KERNEL_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model-loading bars are noise on a page
     "PYTHONWARNINGS": "ignore:IProgress not found",  # tqdm.auto without ipywidgets: static pages need none
@@ -67,12 +83,16 @@ KERNEL_ENV = {
 
 
 class ChapterFailed(RuntimeError):
-    """A chapter raised while it was executed; carries the chapter name and the error in one line."""
+    """A chapter raised while it was executed; carries the chapter name, the error in one line and the notebook."""
 
     def __init__(self, chapter: str, error: str, notebook: Path, cell: str = ""):
-        self.chapter, self.error, self.notebook = chapter, error, notebook
-        where = f" in cell {cell}" if cell else ""
-        super().__init__(f"Chapter {chapter} failed{where}: {error}\nExecuted notebook with the error: {notebook}")
+        self.chapter, self.error, self.notebook, self.cell = chapter, error, notebook, cell
+        super().__init__(chapter, error)
+
+    def __str__(self) -> str:
+        """The chapter, the cell and the error, then where the executed notebook with the error is."""
+        where = f" in cell {self.cell}" if self.cell else ""
+        return f"Chapter {self.chapter} failed{where}: {self.error}\nExecuted notebook with the error: {self.notebook}"
 
 
 @dataclass
@@ -83,16 +103,17 @@ class BookRun:
     site_seconds: float | None = None
     index_html: Path | None = None
     failed: ChapterFailed | None = None
+    removed_site: Path | None = None
 
 
 def toc_files(root: Path) -> list[str]:
     """Return the `file` entries of `root/_toc.yml` in reading order (root page first), without suffix."""
     toc_path = root / "_toc.yml"
     if not toc_path.is_file():
-        raise IHLibError(f"No _toc.yml in {root}: run from the repository root or pass --root.")
+        raise BookError(f"No _toc.yml in {root}: run from the repository root or pass --root.")
     toc = yaml.safe_load(toc_path.read_text()) or {}
     if "root" not in toc:
-        raise IHLibError(f"{toc_path} has no 'root' entry (Jupyter Book 1 format: jb-book).")
+        raise BookError(f"{toc_path} has no 'root' entry (Jupyter Book 1 format: jb-book).")
     return [str(toc["root"]), *_toc_entries(toc)]
 
 
@@ -113,7 +134,7 @@ def page_path(root: Path, entry: str) -> Path:
         path = root / f"{entry}{suffix}"
         if path.is_file():
             return path
-    raise IHLibError(f"The toc lists {entry!r} but neither {entry}.ipynb nor {entry}.md exists in {root}.")
+    raise BookError(f"The toc lists {entry!r} but neither {entry}.ipynb nor {entry}.md exists in {root}.")
 
 
 def chapter_notebooks(root: Path) -> list[Path]:
@@ -132,22 +153,34 @@ def parse_param(text: str) -> tuple[str, object]:
     name, sep, value = text.partition("=")
     name = name.strip()
     if not sep or not name.isidentifier():
-        raise IHLibError(f"--param expects name=value with a Python identifier as name, got {text!r}.")
+        raise BookError(f"--param expects name=value with a Python identifier as name, got {text!r}.")
     try:
         return name, yaml.safe_load(value)
     except yaml.YAMLError as err:
-        raise IHLibError(f"--param {name}: the value {value!r} is not valid YAML ({err}).") from err
+        raise BookError(f"--param {name}: the value {value!r} is not valid YAML ({err}).") from err
 
 
 def load_params_file(path: str | Path) -> dict[str, object]:
     """Read a YAML mapping of parameter names to values from `path`."""
     path = Path(path)
     if not path.is_file():
-        raise IHLibError(f"Parameter file {path} does not exist.")
-    params = yaml.safe_load(path.read_text()) or {}
+        raise BookError(f"Parameter file {path} does not exist.")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise BookError(f"Parameter file {path} is not valid YAML{_yaml_position(err)}.") from err
     if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() for k in params):
-        raise IHLibError(f"Parameter file {path} must be a YAML mapping of parameter names to values.")
+        raise BookError(f"Parameter file {path} must be a YAML mapping of parameter names to values.")
     return params
+
+
+def _yaml_position(err: yaml.YAMLError) -> str:
+    """Return " at line L, column C: problem" (1-based) for a PyYAML error, or ": message" when it has no mark."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return f": {problem}"
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def shared_parameters(
@@ -161,30 +194,105 @@ def shared_parameters(
     return params
 
 
-def declared_parameters(notebook: Path) -> set[str]:
-    """Return the names declared in the notebook's `parameters` cell (papermill's inspection)."""
-    return set(papermill.inspect_notebook(str(notebook)))
+def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
+    """Return `shared` with a `model_name` that is an existing local path made absolute (chapters run in the build
+    folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
+    model = shared.get("model_name")
+    if not isinstance(model, str) or not Path(model).exists():
+        return shared
+    check_local_model(model)
+    return {**shared, "model_name": str(Path(model).resolve())}
 
 
-def check_parameters(shared: dict[str, object], declared: dict[str, set[str]]) -> None:
+def declared_parameters(notebook: Path) -> dict[str, object]:
+    """Return the names declared in the notebook's `parameters` cell with their defaults (None if not a literal)."""
+    return {name: _literal(info["default"]) for name, info in papermill.inspect_notebook(str(notebook)).items()}
+
+
+def _literal(source: str) -> object:
+    """Return the Python literal written in `source`, or None when it is an expression."""
+    try:
+        return ast.literal_eval(source)
+    except (ValueError, SyntaxError):
+        return None
+
+
+def check_parameters(shared: dict[str, object], declared: dict[str, dict[str, object]]) -> None:
     """Raise on shared names that no chapter declares, or that are per chapter; `declared` maps chapter -> names."""
     per_chapter = sorted(set(shared) & set(PER_CHAPTER_PARAMETERS))
     if per_chapter:
-        raise IHLibError(
+        raise BookError(
             f"{', '.join(per_chapter)} is set per chapter and cannot be shared; use --build-dir to move results."
         )
     known = set().union(*declared.values()) if declared else set()
     unknown = sorted(set(shared) - known)
     if unknown:
-        raise IHLibError(
+        raise BookError(
             f"No chapter declares the parameter(s) {', '.join(unknown)}. "
             f"Declared parameters: {', '.join(sorted(known - set(PER_CHAPTER_PARAMETERS)))}."
         )
 
 
-def parameters_for(shared: dict[str, object], declared: set[str]) -> dict[str, object]:
+def parameters_for(shared: dict[str, object], declared: set[str] | dict[str, object]) -> dict[str, object]:
     """Return the part of `shared` that a notebook declaring `declared` accepts."""
     return {name: value for name, value in shared.items() if name in declared}
+
+
+def typed_parameters(params: dict[str, object], defaults: dict[str, object], *, chapter: str) -> dict[str, object]:
+    """Return `params` with each value converted to the type of its default in `chapter` (see `typed_parameter`)."""
+    return {name: typed_parameter(name, value, defaults[name], chapter=chapter) for name, value in params.items()}
+
+
+TYPE_HINTS = {
+    bool: "true or false",
+    int: "an integer such as 20 or 1e3",
+    float: "a number such as 0.5 or 1e-3",
+    str: "a string (quote digits: '\"123\"')",
+    list: "a list such as [2, 3]",
+    tuple: "a list such as [2, 3]",
+    dict: "a mapping such as {a: 1}",
+}
+
+
+def typed_parameter(name: str, value: object, default: object, *, chapter: str) -> object:
+    """Return `value` as the type of `default` (text such as "1e3" read as a number; an integral number as an int
+    where the default is an int), unchanged where the default is None; raise ParameterError naming both otherwise."""
+    if default is None:
+        return value
+    kind = type(default)
+    typed = _converted(value, kind)
+    if typed is None:
+        raise ParameterError(
+            f"parameter {name}={value!r}: the default in {chapter} is {default!r} ({kind.__name__}), "
+            f"so use {TYPE_HINTS.get(kind, f'a {kind.__name__}')}."
+        )
+    return typed
+
+
+def _converted(value: object, kind: type) -> object | None:
+    """Return `value` as an instance of `kind` where that loses nothing, else None."""
+    if kind in (int, float):
+        number = _as_number(value)
+        if number is None or (kind is int and not float(number).is_integer()):
+            return None
+        return int(number) if kind is int else float(number)
+    if kind in (list, tuple) and isinstance(value, list | tuple):
+        return kind(value)
+    return value if isinstance(value, kind) else None
+
+
+def _as_number(value: object) -> int | float | None:
+    """Return `value` if it is an int or float (not a bool), the float that text such as "1e3" spells, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def select_chapters(notebooks: list[Path], only: list[str] | None) -> list[Path]:
@@ -194,9 +302,12 @@ def select_chapters(notebooks: list[Path], only: list[str] | None) -> list[Path]
     by_name = {chapter_name(nb): nb for nb in notebooks}
     chosen = []
     for wanted in only:
-        matches = [nb for name, nb in by_name.items() if name == wanted or _number_of(name) == _number_of(wanted)]
+        number = _number_of(wanted)
+        matches = [
+            nb for name, nb in by_name.items() if name == wanted or (number is not None and _number_of(name) == number)
+        ]
         if not matches:
-            raise IHLibError(f"--only {wanted}: no such chapter. Chapters: {', '.join(by_name)}.")
+            raise BookError(f"--only {wanted}: no such chapter. Chapters: {', '.join(by_name)}.")
         chosen.extend(nb for nb in matches if nb not in chosen)
     return [nb for nb in notebooks if nb in chosen]
 
@@ -318,16 +429,17 @@ def build_site(source: Path, html: Path) -> float:
 def check_build_dir(root: Path, build_dir: Path) -> None:
     """Raise when `build_dir` is the repository, one of its parents, or inside `book/` (resolved paths)."""
     if root.is_relative_to(build_dir) or build_dir.is_relative_to(root / "book"):
-        raise IHLibError(
+        raise BookError(
             f"--build-dir {build_dir} would write into the repository or book/: choose a folder such as _build."
         )
 
 
 def clean_build(build_dir: Path) -> None:
     """Remove what a previous full run left in `build_dir` (source, html, doctrees, timings); nothing else."""
-    for name in (SOURCE_DIR, HTML_DIR, ".doctrees", "jupyter_execute"):
+    for name in (SOURCE_DIR, HTML_DIR, RUNNING_DIR, FAILED_DIR, ".doctrees", "jupyter_execute"):
         shutil.rmtree(build_dir / name, ignore_errors=True)
-    (build_dir / "timings.json").unlink(missing_ok=True)
+    for name in ("timings.json", RUN_RECORD):
+        (build_dir / name).unlink(missing_ok=True)
 
 
 def run_book(
@@ -342,36 +454,133 @@ def run_book(
     """Execute the toc's chapters into `build_dir/source`, then build `build_dir/html`; see the module docstring."""
     root, build_dir = Path(root).resolve(), Path(build_dir).resolve()
     check_build_dir(root, build_dir)
-    shared = dict(shared or {})
+    shared = with_local_model_checked(dict(shared or {}))
+    if "device" in shared:
+        resolve_device(shared["device"])  # CUDA on a CPU-only torch fails here, before any chapter runs
     notebooks = chapter_notebooks(root)
     declared = {chapter_name(nb): declared_parameters(root / nb) for nb in notebooks}
     check_parameters(shared, declared)
     selected = select_chapters(notebooks, only)
+    chapter_params = {
+        name: typed_parameters(parameters_for(shared, defaults), defaults, chapter=name)
+        for name, defaults in declared.items()
+    }
     if not only:
         clean_build(build_dir)
     source = build_dir / SOURCE_DIR
     prepare_source(root, source)
     run = BookRun()
+    record = load_run_record(build_dir)
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     bar = tqdm(selected, desc="book", unit="chapter", disable=None if progress else True, file=sys.stderr)
     for index, notebook in enumerate(bar, start=1):
         name = chapter_name(notebook)
-        params = parameters_for(shared, declared[name])
+        params = chapter_params[name]
+        page = page_record(params, declared[name], date)
         bar.set_postfix_str(name)
         _say(progress, f"[{index}/{len(selected)}] {name}: running with {params or 'its defaults'}")
         try:
-            run.chapter_seconds[name] = run_chapter(root / notebook, source / notebook, params, source, kernel)
+            run.chapter_seconds[name] = publish_chapter(root, notebook, build_dir, params, kernel, page)
         except ChapterFailed as failure:
             run.failed = failure
+            record[name] = {**page, "status": "failed", "error": failure.error}
             break
+        record[name] = {**page, "status": "done", "seconds": round(run.chapter_seconds[name], 1)}
         _say(progress, f"[{index}/{len(selected)}] {name}: done in {run.chapter_seconds[name]:.1f} s")
     bar.close()
+    shutil.rmtree(build_dir / RUNNING_DIR, ignore_errors=True)
+    if run.failed is not None and (build_dir / HTML_DIR).exists():
+        shutil.rmtree(build_dir / HTML_DIR)
+        run.removed_site = build_dir / HTML_DIR
     if run.failed is None and site:
         _copy_unexecuted(root, source, [nb for nb in notebooks if nb not in selected])
         _say(progress, f"site: building {build_dir / HTML_DIR} with Jupyter Book")
         run.site_seconds = build_site(source, build_dir / HTML_DIR)
         run.index_html = build_dir / HTML_DIR / "index.html"
     _save_timings(build_dir, run)
+    save_run_record(
+        build_dir, {chapter_name(nb): record[chapter_name(nb)] for nb in notebooks if chapter_name(nb) in record}
+    )
     return run
+
+
+def publish_chapter(
+    root: Path, notebook: Path, build_dir: Path, parameters: dict[str, object], kernel: str, page: dict[str, object]
+) -> float:
+    """Execute `notebook` into `build_dir/running/`, then move it into `source/` only on success; return seconds.
+
+    The chapter's results folder is emptied first, so its files all come from this run. On failure the executed
+    notebook goes to `build_dir/failed/`, the chapter's `verdict.json` is removed and `FAILED.json` holds the
+    error (the conclusion shows "failed"); the previous executed notebook in `source/` stays as it was.
+    """
+    source = build_dir / SOURCE_DIR
+    running = build_dir / RUNNING_DIR / notebook.name
+    failed = build_dir / FAILED_DIR / notebook.name
+    results = source / "results" / chapter_name(notebook)
+    shutil.rmtree(results, ignore_errors=True)
+    failed.unlink(missing_ok=True)
+    try:
+        seconds = run_chapter(root / notebook, running, parameters, source, kernel)
+    except ChapterFailed as failure:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        if running.exists():
+            os.replace(running, failed)
+            failure.notebook = failed
+        mark_failed(results, failure, page)
+        raise
+    add_provenance_cell(running, provenance_text(page))
+    (source / notebook).parent.mkdir(parents=True, exist_ok=True)
+    os.replace(running, source / notebook)
+    return seconds
+
+
+def mark_failed(results: Path, failure: ChapterFailed, page: dict[str, object]) -> None:
+    """Remove the chapter's `verdict.json` and write `FAILED.json` (error, cell, notebook, run) in `results`."""
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "verdict.json").unlink(missing_ok=True)
+    marker = {
+        "chapter": failure.chapter,
+        "error": failure.error,
+        "cell": failure.cell,
+        "notebook": str(failure.notebook),
+    }
+    (results / FAILED_MARKER).write_text(json.dumps({**marker, **page}, indent=1))
+
+
+def page_record(parameters: dict[str, object], defaults: dict[str, object], date: str) -> dict[str, object]:
+    """What built a page: the run's date, the model (None for a page without `model_name`) and the parameters."""
+    if "model_name" not in defaults:
+        label = None
+    else:
+        label = parameters.get("model_name", defaults["model_name"]) or "ihlib-default (the embedded default model)"
+    return {"date": date, "model": label, "parameters": parameters}
+
+
+def provenance_text(page: dict[str, object]) -> str:
+    """One Markdown line saying which run built a page: date, model and the parameters given (others: defaults)."""
+    given = ", ".join(f"`{name}={value!r}`" for name, value in page["parameters"].items() if name != "model_name")
+    params = f"parameters {given} (the others: the chapter's defaults)" if given else "the chapter's default parameters"
+    model = f"model `{page['model']}` and " if page["model"] else ""
+    return f"*Built by `python -m ihlib.book` on {page['date']} with {model}{params}.*"
+
+
+def add_provenance_cell(notebook: Path, text: str) -> None:
+    """Insert a Markdown cell tagged `provenance` holding `text` after the notebook's first (title) cell."""
+    nb = nbformat.read(notebook, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]}))
+    nbformat.write(nb, notebook)
+
+
+def load_run_record(build_dir: Path) -> dict[str, dict]:
+    """Return the per-chapter records of `build_dir/run.json` (empty when there is none)."""
+    path = build_dir / RUN_RECORD
+    return json.loads(path.read_text()).get("chapters", {}) if path.is_file() else {}
+
+
+def save_run_record(build_dir: Path, chapters: dict[str, dict]) -> None:
+    """Write `build_dir/run.json`: for each executed page (toc order), its status, date, model and parameters."""
+    build_dir.mkdir(parents=True, exist_ok=True)
+    (build_dir / RUN_RECORD).write_text(json.dumps({"chapters": chapters}, indent=1, default=repr))
 
 
 def _say(progress: bool, line: str) -> None:
@@ -426,7 +635,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--param", action="append", default=[], metavar="NAME=VALUE", help="one parameter, value parsed as YAML"
     )
-    parser.add_argument("--only", nargs="+", metavar="CHAPTER", help="run only these chapters (03_shuffling or 3)")
+    parser.add_argument(
+        "--only", nargs="+", action="extend", metavar="CHAPTER", help="run only these chapters (03_shuffling or 3)"
+    )
     parser.add_argument("--build-dir", default="_build", help="build folder (default: _build)")
     parser.add_argument("--root", default=".", help="repository root holding _toc.yml (default: .)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel that runs the chapters")
@@ -450,7 +661,16 @@ def main(argv: list[str] | None = None) -> int:
     print(timing_table(run))
     if run.failed is not None:
         print(f"\n{run.failed}", file=sys.stderr)
-        print("The chapters before it kept their executed notebooks and results.", file=sys.stderr)
+        print(
+            f"The chapters before it kept their executed notebooks and results; {run.failed.chapter} keeps its last "
+            "good executed notebook, if any, and its verdict reads 'failed'.",
+            file=sys.stderr,
+        )
+        if run.removed_site is not None:
+            print(
+                f"The runner removed the previous site {run.removed_site}: it no longer matched the results.",
+                file=sys.stderr,
+            )
         return 1
     if run.index_html is not None:
         print(f"\nSite: {run.index_html}")

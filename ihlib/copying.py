@@ -14,6 +14,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
+from ihlib.checks import integer
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.models import AnyGPT2, transformer_of, unembedding
@@ -51,6 +52,8 @@ class CopyingSettings:
             raise IHLibError(
                 f"rep * seg_len (+ BOS) = {length} tokens exceeds the model's context of {model.config.n_positions}."
             )
+        if self.bos_token_id is not None:
+            integer(self.bos_token_id, "bos_token_id", low=0, high=model.config.vocab_size - 1)
         settings = replace(self, vocab_size=int(vocab))
         settings.positions()
         return settings
@@ -85,8 +88,8 @@ def pred_probs(
     Query position `t` predicts token `t + 1`; `positions=None` scores every `t < seq - 1`.
     Works for `GPT2Model` (tied `wte` unembedding) and `GPT2LMHeadModel`; samples run in chunks.
     """
-    if input_ids.ndim != 2:
-        raise IHLibError(f"input_ids must be (batch, seq), got shape {tuple(input_ids.shape)}.")
+    check_input_ids(model, input_ids)
+    chunk_size = integer(chunk_size, "chunk_size", low=1)
     seq = input_ids.shape[1]
     positions = np.arange(seq - 1) if positions is None else np.asarray(positions)
     if positions.size == 0 or positions.min() < 0 or positions.max() >= seq - 1:
@@ -105,6 +108,19 @@ def pred_probs(
             probs.append(log_p.exp().cpu())
             errs.append((logits.argmax(-1) != target).float().cpu())
     return torch.cat(probs).numpy(), torch.cat(errs).numpy()
+
+
+def check_input_ids(model: AnyGPT2, input_ids: torch.Tensor) -> None:
+    """Raise unless `input_ids` is `(batch, seq)` of token ids of `model`'s vocabulary within its context."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.is_floating_point():
+        shape = tuple(getattr(input_ids, "shape", ()))
+        raise IHLibError(f"input_ids must be an integer tensor (batch, seq), got shape {shape}.")
+    vocab, context = model.config.vocab_size, model.config.n_positions
+    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab):
+        low, high = int(input_ids.min()), int(input_ids.max())
+        raise IHLibError(f"input_ids holds ids {low}..{high}: the model's vocabulary is 0..{vocab - 1}.")
+    if input_ids.shape[1] > context:
+        raise IHLibError(f"input_ids has {input_ids.shape[1]} positions: the model's context is {context}.")
 
 
 def per_repetition(values: np.ndarray) -> np.ndarray:

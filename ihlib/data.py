@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ihlib.checks import integer
 from ihlib.errors import IHLibError
 
 
@@ -17,11 +18,13 @@ def repeated_tokens(
     bos_token_id: int | None = None,
 ) -> torch.Tensor:
     """Return `(batch_size, [1 +] rep * seg_len)` ids: a random segment repeated `rep` times, optional BOS first."""
-    for name, value, low in (("batch_size", batch_size, 1), ("seg_len", seg_len, 2), ("rep", rep, 2)):
-        if int(value) < low:
-            raise IHLibError(f"{name} must be at least {low}, got {value}.")
-    if vocab_size < 2:
-        raise IHLibError(f"vocab_size must be at least 2, got {vocab_size}.")
+    batch_size, seg_len, rep = (
+        integer(value, name, low=low)
+        for name, value, low in (("batch_size", batch_size, 1), ("seg_len", seg_len, 2), ("rep", rep, 2))
+    )
+    vocab_size = integer(vocab_size, "vocab_size", low=2)
+    if bos_token_id is not None:
+        bos_token_id = integer(bos_token_id, "bos_token_id", low=0)
     rng = np.random.default_rng(seed)
     segments = rng.integers(0, vocab_size, size=(batch_size, seg_len))
     ids = torch.from_numpy(np.tile(segments, (1, rep))).long()
@@ -36,6 +39,7 @@ def copy_positions(seg_len: int, rep: int = 3, burn_in: int = 2, bos: bool = Fal
     The first predictable position is the first token of the second segment; `burn_in` skips
     that many more. Positions index the sequence including the BOS token when `bos` is True.
     """
+    burn_in = integer(burn_in, "burn_in", low=0)
     offset = int(bos)
     first, last = offset + seg_len + burn_in, offset + rep * seg_len - 2
     if first > last:

@@ -3,18 +3,23 @@
 A head's QK component is its `W_q`, `W_k` columns of `c_attn` and their bias slices; its OV component is
 its `W_v` columns and bias slice and its rows of `c_proj.weight` (`W_o^T` in Conv1D layout). The shared
 `c_proj` bias belongs to no head and is never touched.
+
+Edits of one model nest like `with` blocks. Exiting one before the edits entered after it, or casting or moving
+the model inside an edit, raises `EditError` after restoring every touched slice (in the current dtype and device).
 """
 
 from __future__ import annotations
 
 import warnings
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ihlib.errors import IHLibError
+from ihlib.errors import EditError, IHLibError
 from ihlib.heads import all_heads, check_heads
 from ihlib.models import AnyGPT2, transformer_of
 
@@ -36,40 +41,129 @@ def model_heads(model: AnyGPT2, heads: object, name: str = "heads") -> list[list
     return check_heads(heads, (model.config.n_layer, model.config.n_head), name=name)
 
 
-def _qkv_columns(model: AnyGPT2, layer: int, head: int, part: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return in-place views `(weight (d_model, d_head), bias (d_head,))` of one head's q, k or v in `c_attn`."""
+@dataclass(frozen=True, eq=False)
+class Slot:
+    """A slice of the parameter `module.<name>` that an edit touches, found again after the model is cast or moved."""
+
+    module: torch.nn.Module
+    name: str
+    index: tuple[slice, ...]
+
+    @property
+    def param(self) -> torch.nn.Parameter:
+        """The module's current parameter (`.to()` may have replaced the object or its data)."""
+        return getattr(self.module, self.name)
+
+    def view(self) -> torch.Tensor:
+        """Return the in-place view of the slice in the parameter's current data."""
+        return self.param.detach()[self.index]
+
+
+def _qkv_columns(model: AnyGPT2, layer: int, head: int, part: str) -> tuple[Slot, Slot]:
+    """Return slots `(weight (d_model, d_head), bias (d_head,))` of one head's q, k or v in `c_attn`."""
     attn = transformer_of(model).h[layer].attn
     d_model = attn.c_attn.weight.shape[0]
     d_head = d_model // model.config.n_head
     start = _QKV_INDEX[part] * d_model + head * d_head
     columns = slice(start, start + d_head)
-    return attn.c_attn.weight.detach()[:, columns], attn.c_attn.bias.detach()[columns]
+    return Slot(attn.c_attn, "weight", (slice(None), columns)), Slot(attn.c_attn, "bias", (columns,))
 
 
-def _output_rows(model: AnyGPT2, layer: int, head: int) -> torch.Tensor:
-    """Return the in-place view `(d_head, d_model)` of one head's rows of `c_proj.weight` (= `W_o^T`)."""
+def _output_rows(model: AnyGPT2, layer: int, head: int) -> Slot:
+    """Return the slot `(d_head, d_model)` of one head's rows of `c_proj.weight` (= `W_o^T`)."""
     c_proj = transformer_of(model).h[layer].attn.c_proj
     d_head = c_proj.weight.shape[1] // model.config.n_head
-    return c_proj.weight.detach()[head * d_head : (head + 1) * d_head]
+    return Slot(c_proj, "weight", (slice(head * d_head, (head + 1) * d_head),))
 
 
-def component_views(model: AnyGPT2, layer: int, head: int, component: str) -> list[torch.Tensor]:
-    """Return in-place views of one head's component: QK -> `[W_q, b_q, W_k, b_k]`; OV -> `[W_v, b_v, W_o^T rows]`."""
+def component_slots(model: AnyGPT2, layer: int, head: int, component: str) -> list[Slot]:
+    """Return the slots of one head's component: QK -> `[W_q, b_q, W_k, b_k]`; OV -> `[W_v, b_v, W_o^T rows]`."""
     if check_component(component) == "QK":
         return [*_qkv_columns(model, layer, head, "q"), *_qkv_columns(model, layer, head, "k")]
     return [*_qkv_columns(model, layer, head, "v"), _output_rows(model, layer, head)]
 
 
+def component_views(model: AnyGPT2, layer: int, head: int, component: str) -> list[torch.Tensor]:
+    """Return in-place views of one head's component: QK -> `[W_q, b_q, W_k, b_k]`; OV -> `[W_v, b_v, W_o^T rows]`."""
+    return [slot.view() for slot in component_slots(model, layer, head, component)]
+
+
+class _ActiveEdit:
+    """One entered edit: its slots, their values on entry, and the storage and placement they had then."""
+
+    def __init__(self, slots: list[Slot]):
+        self.slots = slots
+        self.saved = [slot.view().clone() for slot in slots]
+        self.params = [(slot.param, slot.param.data_ptr()) for slot in slots]
+        self.placement = _placement(slots)
+
+    def moved(self) -> bool:
+        """Whether a touched parameter was replaced or got new data (the model was cast or moved) since entry."""
+        current = [(slot.param, slot.param.data_ptr()) for slot in self.slots]
+        return any(
+            new is not old or new_ptr != old_ptr
+            for (new, new_ptr), (old, old_ptr) in zip(current, self.params, strict=True)
+        )
+
+    def restore(self) -> None:
+        """Write the saved values back, in reverse order, cast to each parameter's current dtype and device."""
+        with torch.no_grad():
+            for slot, original in zip(reversed(self.slots), reversed(self.saved), strict=True):
+                view = slot.view()
+                view.copy_(original.to(dtype=view.dtype, device=view.device))
+
+
+def _placement(slots: list[Slot]) -> str:
+    """Return "dtype on device" of the first slot's parameter, e.g. "torch.float32 on cpu"."""
+    param = slots[0].param if slots else None
+    return "no parameters" if param is None else f"{param.dtype} on {param.device}"
+
+
+_ACTIVE_EDITS: weakref.WeakKeyDictionary[torch.nn.Module, list[_ActiveEdit]] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
-def restored_on_exit(views: list[torch.Tensor]) -> Iterator[None]:
-    """Save copies of `views` on entry and write them back bitwise on exit, also when an exception escapes."""
-    saved = [view.clone() for view in views]
+def restored_on_exit(model: AnyGPT2, slots: list[Slot]) -> Iterator[None]:
+    """Save `slots` on entry and write them back bitwise on exit, also when an exception escapes.
+
+    Raises EditError on exit when edits entered later are still active (they are undone first, so the model is
+    back where it was before this edit) or when the model was cast or moved inside (values restored, cast).
+    """
+    edit = _ActiveEdit(slots)
+    stack = _ACTIVE_EDITS.setdefault(transformer_of(model), [])
+    stack.append(edit)
     try:
         yield
     finally:
-        with torch.no_grad():
-            for view, original in zip(reversed(views), reversed(saved), strict=True):
-                view.copy_(original)
+        _exit_edit(stack, edit)
+
+
+def _exit_edit(stack: list[_ActiveEdit], edit: _ActiveEdit) -> None:
+    """Undo `edit` and every edit entered after it, newest first; raise EditError describing any misuse."""
+    if not any(active is edit for active in stack):
+        return  # undone already by an edit entered before it that was exited first (and raised there)
+    position = next(i for i, active in enumerate(stack) if active is edit)
+    undone = stack[position:]
+    del stack[position:]
+    for active in reversed(undone):
+        active.restore()
+    problems = []
+    if len(undone) > 1:
+        problems.append(
+            f"it was exited before the edits entered after it ({len(undone) - 1} still active); exit nested edits "
+            "newest first, as nested `with` blocks do. Those edits were undone too"
+        )
+    if any(active.moved() for active in undone):
+        problems.append(
+            f"the model's dtype or device changed inside it, from {edit.placement} to {_placement(edit.slots)}; "
+            "cast or move the model before entering an edit or after leaving it"
+        )
+    if problems:
+        raise EditError(
+            "An edit was misused: "
+            + "; ".join(problems)
+            + ". Every touched weight holds its value from before the edit again (in the current dtype and device)."
+        )
 
 
 def random_derangement(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -146,12 +240,12 @@ def exchange_edit(
     check_component(component)
     pairs = exchange_pairs(model, heads, kind, rng, pool)
     sources = [[view.clone() for view in component_views(model, *source, component)] for _, source in pairs]
-    targets = [component_views(model, *target, component) for target, _ in pairs]
-    with restored_on_exit([view for views in targets for view in views]):
+    targets = [component_slots(model, *target, component) for target, _ in pairs]
+    with restored_on_exit(model, [slot for slots in targets for slot in slots]):
         with torch.no_grad():
-            for target_views, source_values in zip(targets, sources, strict=True):
-                for view, value in zip(target_views, source_values, strict=True):
-                    view.copy_(value)
+            for target_slots, source_values in zip(targets, sources, strict=True):
+                for slot, value in zip(target_slots, source_values, strict=True):
+                    slot.view().copy_(value)
         yield pairs
 
 
@@ -173,13 +267,13 @@ def projection_edit(
     if tuple(P.shape) != (d_model, d_model):
         raise IHLibError(f"P must have shape ({d_model}, {d_model}) for this model, got {tuple(P.shape)}.")
     if component == "QK":
-        views = [_qkv_columns(model, layer, head, "k")[0] for layer, head in pairs]
+        slots = [_qkv_columns(model, layer, head, "k")[0] for layer, head in pairs]
     else:
-        views = [_output_rows(model, layer, head) for layer, head in pairs]
+        slots = [_output_rows(model, layer, head) for layer, head in pairs]
     P = torch.as_tensor(P)
-    with restored_on_exit(views):
+    with restored_on_exit(model, slots):
         with torch.no_grad():
-            for view in views:
+            for view in (slot.view() for slot in slots):
                 P_view = P.to(view)
                 view.copy_(P_view @ view if component == "QK" else view @ P_view.T)
         yield

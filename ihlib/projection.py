@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ihlib.checks import integer
 from ihlib.copying import CopyingSettings, condition_summary, per_repetition, pred_probs
 from ihlib.edits import check_component, model_heads, projection_edit
 from ihlib.errors import IHLibError
@@ -29,9 +30,8 @@ DEFAULT_SETTINGS = CopyingSettings(n_exp=5)
 def common_subspace(W_all: torch.Tensor, heads: list, rank: int) -> torch.Tensor:
     """Return `V_r` `(d_model, rank)`: the orthonormal top-`rank` right singular vectors of the stacked `W_qk`."""
     _, V = stacked_qk_svd(W_all, heads)
-    if not 1 <= int(rank) <= V.shape[1]:
-        raise IHLibError(f"rank={rank} is out of range: choose 1..{V.shape[1]} (min(d_model, K * d_head)).")
-    return V[:, : int(rank)]
+    rank = integer(rank, "rank (min(d_model, K * d_head) at most)", low=1, high=V.shape[1])
+    return V[:, :rank]
 
 
 def rank_sweep(max_rank: int, step: int, n_available: int) -> list[int]:

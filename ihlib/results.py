@@ -38,7 +38,12 @@ def create_folder(path: str | Path) -> Path:
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise IHLibError(f"save_dir {str(folder)!r} is a file: pass a folder path.")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise IHLibError(
+            f"save_dir {str(folder)!r} cannot be created ({err.strerror}): pass a writable folder."
+        ) from err
     return folder
 
 

@@ -173,8 +173,8 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item())
 
 
-def save(model: GPT2LMHeadModel, cfg: TrainConfig, log: dict, out_dir: Path) -> None:
-    """Write the weights (safetensors), the HF config, and the training config and log to `out_dir`."""
+def save(model: GPT2LMHeadModel, cfg: Any, log: dict, out_dir: Path, *, extra: dict | None = None) -> None:
+    """Write the weights (safetensors), the HF config, and the training config, log and `extra` to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     record = {
@@ -182,6 +182,7 @@ def save(model: GPT2LMHeadModel, cfg: TrainConfig, log: dict, out_dir: Path) -> 
         "log": log,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        **(extra or {}),
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
 

@@ -21,9 +21,10 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
-from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, word_entropies
+from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, provenance, word_entropies
 from ihlib.models import new_model
-from ihlib.scoring import head_scores
+from ihlib.scoring import HeadScores, head_scores
+from ihlib.targets import head_table
 from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
 
 LANGUAGE_MODEL_DIR = Path(__file__).parent / "language_model"
@@ -89,6 +90,12 @@ class LanguageTrainConfig:
         ).gpt2_config()
 
 
+def config_from_record(record: dict) -> LanguageTrainConfig:
+    """Rebuild the training configuration from `training.json`'s `"train_config"` mapping."""
+    fields = dict(record)
+    return LanguageTrainConfig(**{**fields, "language": LanguageConfig(**fields["language"])})
+
+
 def mixed_batch_loss(
     model: GPT2LMHeadModel,
     cfg: LanguageTrainConfig,
@@ -134,7 +141,7 @@ def train_language(
     checkpoints: list[dict] = []
 
     def record(step: int, loss: float) -> None:
-        scores = head_scores(model, batch_size=20)
+        scores = head_scores(model, batch_size=20, seg_len=min(25, cfg.n_positions // 3))
         checkpoints.append(
             {"step": step, "loss": loss, "induction": scores.induction.tolist(), "shifting": scores.shifting.tolist()}
         )
@@ -163,6 +170,19 @@ class LanguageModelReport:
     induction: np.ndarray
     shifting: np.ndarray
 
+    def record(self) -> dict:
+        """JSON-friendly numbers, with the per-layer head kinds of `ihlib.targets.head_table`."""
+        table = head_table(HeadScores(self.induction, self.shifting))
+        return {
+            "word_loss": self.word_loss,
+            "unigram_entropy": self.unigram_entropy,
+            "bigram_entropy": self.bigram_entropy,
+            "copy_accuracy": self.copy_accuracy,
+            "induction": self.induction.round(4).tolist(),
+            "shifting": self.shifting.round(4).tolist(),
+            "head_kinds": table.rows(),
+        }
+
 
 def evaluate(
     model: GPT2LMHeadModel, cfg: LanguageTrainConfig, *, n_docs: int = 200, seed: int = 12345
@@ -177,10 +197,10 @@ def evaluate(
         logits = model(ids).logits[:, :-1].float()
     token_loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten(), reduction="none")
     is_word = torch.from_numpy(held_out.kinds[:, 1:] == WORD).flatten()
-    seg = 25
+    seg = min(25, cfg.n_positions // 2)
     copies = repeated_tokens(100, seg, cfg.vocab_size, rep=2, seed=seed)
     _, errs = pred_probs(model, copies, copy_positions(seg, rep=2, burn_in=0))
-    scores = head_scores(model)
+    scores = head_scores(model, seg_len=min(25, cfg.n_positions // 3))
     return LanguageModelReport(
         word_loss=float(token_loss[is_word].mean()),
         unigram_entropy=entropies.unigram,
@@ -202,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     cfg = dataclasses.replace(LanguageTrainConfig(), steps=args.steps, seed=args.seed)
     model, log = train_language(cfg)
-    save(model, cfg, log, args.out)
+    extra = {"data": provenance(cfg.language), "evaluation": evaluate(model, cfg).record()}
+    save(model, cfg, log, args.out, extra=extra)
     print(f"trained in {log['seconds']:.0f} s, final loss {log['final_loss']:.3f}, saved to {args.out}")
 
 

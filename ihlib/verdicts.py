@@ -40,31 +40,47 @@ class Verdict:
         return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}"
 
 
+FAILED_MARKER = "FAILED.json"  # written by the book runner in a chapter's results folder when the chapter failed
+
+
 @dataclass
 class VerdictReport:
-    """The verdicts found under a results folder, one per chapter that saved one, in chapter order."""
+    """The verdicts found under a results folder, in chapter order; chapters whose last run failed; missing ones."""
 
     verdicts: dict[str, list[Verdict]]
     missing: list[str]
+    failed: dict[str, str] = field(default_factory=dict)
+    chapters: list[str] = field(default_factory=list)
+
+    def _order(self) -> list[str]:
+        """The chapters with a verdict or a failure, in the order they were asked for."""
+        return [c for c in self.chapters or [*self.verdicts, *self.failed] if c in self.verdicts or c in self.failed]
 
     def table(self) -> pd.DataFrame:
-        """One row per verdict: chapter, claim, verdict."""
-        rows = [
-            {"chapter": chapter, "claim": v.claim, "verdict": v.verdict}
-            for chapter, items in self.verdicts.items()
-            for v in items
-        ]
+        """One row per verdict: chapter, claim, verdict ("failed" for a chapter whose last run failed)."""
+        rows = []
+        for chapter in self._order():
+            if chapter in self.failed:
+                rows.append({"chapter": chapter, "claim": "(the chapter failed)", "verdict": "failed"})
+            else:
+                rows += [{"chapter": chapter, "claim": v.claim, "verdict": v.verdict} for v in self.verdicts[chapter]]
         return pd.DataFrame(rows, columns=["chapter", "claim", "verdict"])
 
     def _repr_markdown_(self) -> str:
-        """All verdicts as Markdown sections, then the chapters that saved none."""
-        parts = [
-            f"### {chapter}\n\n" + "\n\n".join(v._repr_markdown_() for v in items)
-            for chapter, items in self.verdicts.items()
-        ]
+        """All verdicts as Markdown sections (a failed chapter says so, with its error), then the missing ones."""
+        parts = [self._section(chapter) for chapter in self._order()]
         if self.missing:
             parts.append("**No verdict found for:** " + ", ".join(self.missing) + " (run those chapters first).")
         return "\n\n".join(parts)
+
+    def _section(self, chapter: str) -> str:
+        """One chapter's Markdown section: its verdicts, or why it has none."""
+        if chapter in self.failed:
+            return (
+                f"### {chapter}: failed\n\nThe last run of this chapter failed ({self.failed[chapter]}), so it has "
+                f"no verdict; its page may show an earlier run. Re-run it: `python -m ihlib.book --only {chapter}`."
+            )
+        return f"### {chapter}\n\n" + "\n\n".join(v._repr_markdown_() for v in self.verdicts[chapter])
 
 
 def load_verdicts(path: str | Path) -> list[Verdict]:
@@ -75,13 +91,15 @@ def load_verdicts(path: str | Path) -> list[Verdict]:
 
 
 def collect_verdicts(results_dir: str | Path, chapters: list[str]) -> VerdictReport:
-    """Gather `results_dir/<chapter>/verdict.json` for each chapter; list the chapters that have none."""
+    """Gather `results_dir/<chapter>/verdict.json` for each chapter; a `FAILED.json` there wins over any verdict."""
     results_dir = Path(results_dir)
-    found, missing = {}, []
+    found, failed, missing = {}, {}, []
     for chapter in chapters:
-        path = results_dir / chapter / "verdict.json"
-        if path.is_file():
-            found[chapter] = load_verdicts(path)
+        folder = results_dir / chapter
+        if (folder / FAILED_MARKER).is_file():
+            failed[chapter] = json.loads((folder / FAILED_MARKER).read_text()).get("error", "unknown error")
+        elif (folder / "verdict.json").is_file():
+            found[chapter] = load_verdicts(folder / "verdict.json")
         else:
             missing.append(chapter)
-    return VerdictReport(found, missing)
+    return VerdictReport(found, missing, failed=failed, chapters=list(chapters))

@@ -42,13 +42,21 @@ def head_biases(model: AnyGPT2) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def check_w_all(W_all: torch.Tensor) -> None:
-    """Raise an `IHLibError` unless `W_all` has shape `(n_layer, n_head, 4, d_model, d_head)`."""
+    """Raise unless `W_all` is finite, floating, `(n_layer, n_head, 4, d_model, d_head)` with d_model >= d_head."""
+    fix = "build it with ihlib.head_weights(model)."
     if not isinstance(W_all, torch.Tensor) or W_all.ndim != 5 or W_all.shape[2] != 4:
         shape = tuple(W_all.shape) if hasattr(W_all, "shape") else type(W_all).__name__
+        raise IHLibError(f"W_all must have shape (n_layer, n_head, 4, d_model, d_head), got {shape}; {fix}")
+    d_model, d_head = W_all.shape[-2:]
+    if d_model < d_head:
         raise IHLibError(
-            f"W_all must have shape (n_layer, n_head, 4, d_model, d_head), got {shape}; "
-            "build it with ihlib.head_weights(model)."
+            f"W_all has shape {tuple(W_all.shape)}: d_model={d_model} < d_head={d_head}, "
+            f"so its last two axes look transposed; {fix}"
         )
+    if not W_all.is_floating_point():
+        raise IHLibError(f"W_all has dtype {W_all.dtype}; it must be floating point: {fix}")
+    if not bool(torch.isfinite(W_all).all()):
+        raise IHLibError(f"W_all holds NaN or infinite values: {fix}")
 
 
 def qk(W_all: torch.Tensor, layer: int, head: int) -> torch.Tensor:

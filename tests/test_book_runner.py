@@ -14,6 +14,8 @@ from pathlib import Path
 import nbformat
 import papermill
 import pytest
+import torch
+from conftest import random_gpt2
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import (
@@ -22,14 +24,17 @@ from ihlib.book import (
     main,
     merged_streams,
     parameters_for,
+    parse_args,
     parse_param,
     run_book,
     select_chapters,
     shared_parameters,
     terminal_text,
     toc_files,
+    typed_parameter,
 )
-from ihlib.errors import IHLibError
+from ihlib.errors import BookError, IHLibError, ParameterError
+from ihlib.verdicts import collect_verdicts
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NAMES = {"model_name", "device", "seed", "output_dir"}
@@ -46,6 +51,7 @@ def tiny_chapter(name: str, extra: str = "") -> nbformat.NotebookNode:
         received = {k: v for k, v in globals().items() if k in PARAMETER_NAMES}
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         Path(output_dir, "params.json").write_text(json.dumps(received))
+        Path(output_dir, "verdict.json").write_text(json.dumps({"claim": "c", "verdict": "supported", "text": "t"}))
         if globals().get("fail"):
             raise ValueError("boom in " + output_dir)
         print("\\rstep 1 of 2\\rstep 2 of 2")
@@ -181,6 +187,82 @@ def test_chapters_are_selected_by_name_or_number(tiny_book):
         select_chapters(notebooks, ["07_missing"])
 
 
+def test_a_chapter_name_without_number_matches_only_itself():
+    """`--only no_such_chapter` is an error listing the chapters, although `conclusion` has no number either."""
+    notebooks = [Path("book/00_first.ipynb"), Path("book/conclusion.ipynb")]
+    assert select_chapters(notebooks, ["conclusion"]) == [Path("book/conclusion.ipynb")]
+    with pytest.raises(BookError, match=r"--only no_such_chapter: no such chapter\. Chapters: 00_first, conclusion"):
+        select_chapters(notebooks, ["no_such_chapter"])
+
+
+def test_repeated_only_accumulates():
+    """`--only 00 --only 2 3` selects all three, as `--param` does."""
+    assert parse_args(["--only", "00", "--only", "2", "3"]).only == ["00", "2", "3"]
+
+
+def test_malformed_params_file_is_one_line_naming_file_and_position(tmp_path, tiny_book, capsys):
+    """A YAML syntax error in `--params` exits with status 2 and one line: the file, line and column, the problem."""
+    params_file = tmp_path / "bad.yml"
+    params_file.write_text("n: 3\nseed: [1, 2\nmodel_name: x\n")
+    status = main(["--root", str(tiny_book), "--build-dir", str(tmp_path / "build"), "--params", str(params_file)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1
+    assert err.startswith(f"error: Parameter file {params_file} is not valid YAML at line 3, column 11:")
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "expected"),
+    [
+        ("1e3", 10, 1000),
+        (1000.0, 10, 1000),
+        (7, 10, 7),
+        ("1e3", 0.1, 1000.0),
+        (3, 0.1, 3.0),
+        ("abc", None, "abc"),
+        ([2, 3], [2, 3, 5], [2, 3]),
+        (True, False, True),
+        ("cpu", "auto", "cpu"),
+    ],
+)
+def test_a_parameter_takes_the_type_of_its_default(value, default, expected):
+    """Numbers written as `1e3` become numbers; an integral number becomes an int where the default is an int."""
+    typed = typed_parameter("n_exp", value, default, chapter="03_shuffling")
+    assert typed == expected and type(typed) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "default", "message"),
+    [
+        ("abc", 10, r"parameter n_exp='abc': the default in 03_shuffling is 10 \(int\), so use an integer such as 20"),
+        (2.5, 10, r"n_exp=2\.5: the default in 03_shuffling is 10 \(int\), so use an integer"),
+        (True, 10, r"n_exp=True: the default in 03_shuffling is 10 \(int\)"),
+        ("abc", 0.1, r"n_exp='abc': the default in 03_shuffling is 0\.1 \(float\), so use a number"),
+        ("yes", False, r"n_exp='yes': the default in 03_shuffling is False \(bool\), so use true or false"),
+        (5, [2, 3], r"n_exp=5: the default in 03_shuffling is \[2, 3\] \(list\), so use a list"),
+        (5, "auto", r"n_exp=5: the default in 03_shuffling is 'auto' \(str\), so use a string"),
+    ],
+)
+def test_a_parameter_of_the_wrong_type_names_it_and_its_default(value, default, message):
+    with pytest.raises(ParameterError, match=message):
+        typed_parameter("n_exp", value, default, chapter="03_shuffling")
+
+
+def test_a_badly_typed_parameter_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    """`--param n=abc` where `n = 1` exits with status 2 naming the parameter and its type; nothing executes."""
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "n=abc", "--no-site"])
+    assert status == 2
+    assert "parameter n='abc': the default in 00_first is 1 (int)" in capsys.readouterr().err
+    assert not (build / "source").exists()
+
+
+def test_a_number_in_exponent_notation_reaches_the_chapter_as_an_int(tiny_book, tmp_path):
+    build = tmp_path / "build"
+    run_book(tiny_book, build, {"n": "1e3"}, only=["0"], site=False, progress=False)
+    assert json.loads((build / "source" / "results" / "00_first" / "params.json").read_text())["n"] == 1000
+
+
 def test_progress_bars_keep_their_last_state():
     """Carriage returns overwrite a line as on a terminal, and consecutive streams of one name merge."""
     assert terminal_text("\rbar 0%\rbar 50%\rbar 100%\ndone\n") == "bar 100%\ndone\n"
@@ -240,10 +322,80 @@ def test_failing_chapter_stops_the_run_and_keeps_earlier_results(tiny_book, tmp_
     assert (results / "00_first" / "params.json").is_file()
     assert (results / "01_second" / "params.json").is_file()
     assert not (results / "02_third").exists()
-    failed = nbformat.read(build / "source" / "book" / "01_second.ipynb", as_version=4)
+    assert not (build / "source" / "book" / "01_second.ipynb").exists()
+    failed = nbformat.read(build / "failed" / "01_second.ipynb", as_version=4)
     assert failed.metadata.papermill.exception is True
+    assert f"Executed notebook with the error: {build / 'failed' / '01_second.ipynb'}" in captured.err
     assert json.loads((build / "timings.json").read_text())["failed"]["chapter"] == "01_second"
     assert tree_digest(tiny_book / "book") == before
+
+
+def test_a_failed_rerun_keeps_the_good_notebook_and_leaves_no_verdict_or_site(tiny_book, tmp_path, capsys):
+    """After a good run, a failing rerun of one chapter keeps its last good executed notebook, removes its
+    verdict (the conclusion reads "failed" from a marker instead), and removes the previous site."""
+    build = tmp_path / "build"
+    run_book(tiny_book, build, site=False, progress=False)
+    good = (build / "source" / "book" / "01_second.ipynb").read_bytes()
+    (build / "html").mkdir()
+    (build / "html" / "index.html").write_text("<html>old site</html>")
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--only", "1", "--param", "fail=true"])
+    assert status == 1
+    assert "removed the previous site" in capsys.readouterr().err
+    assert (build / "source" / "book" / "01_second.ipynb").read_bytes() == good
+    results = build / "source" / "results"
+    assert not (results / "01_second" / "verdict.json").exists()
+    marker = json.loads((results / "01_second" / "FAILED.json").read_text())
+    assert marker["error"] == "ValueError: boom in results/01_second"
+    assert not (build / "html").exists()
+    report = collect_verdicts(results, ["00_first", "01_second"])
+    assert report.table()["verdict"].tolist() == ["supported", "failed"]
+    assert "01_second: failed" in report._repr_markdown_()
+    run_book(tiny_book, build, only=["1"], site=False, progress=False)
+    assert not (results / "01_second" / "FAILED.json").exists()
+    assert collect_verdicts(results, ["01_second"]).table()["verdict"].tolist() == ["supported"]
+
+
+def test_each_executed_page_and_the_build_say_which_run_built_them(tiny_book, tmp_path):
+    """The runner puts a provenance cell (model, parameters, date) first in each executed notebook, and run.json."""
+    build = tmp_path / "build"
+    run_book(tiny_book, build, {"model_name": "my_gpt2", "n": 7}, site=False, progress=False)
+    executed = nbformat.read(build / "source" / "book" / "00_first.ipynb", as_version=4)
+    provenance = executed.cells[1]
+    assert provenance.cell_type == "markdown" and "provenance" in provenance.metadata.tags
+    assert "model `my_gpt2`" in provenance.source and "`n=7`" in provenance.source
+    record = json.loads((build / "run.json").read_text())
+    date = record["chapters"]["00_first"]["date"]
+    assert date[:4].isdigit() and date in provenance.source
+    assert record["chapters"]["00_first"]["parameters"] == {"model_name": "my_gpt2", "n": 7}
+    assert record["chapters"]["01_second"]["status"] == "done"
+    run_book(tiny_book, build, only=["2"], site=False, progress=False)
+    again = json.loads((build / "run.json").read_text())["chapters"]
+    assert again["00_first"] == record["chapters"]["00_first"]
+    assert again["02_third"]["parameters"] == {} and "ihlib-default" in again["02_third"]["model"]
+
+
+def test_a_relative_model_directory_reaches_the_chapters_as_an_absolute_path(tiny_book, tmp_path, monkeypatch):
+    """Chapters run inside the build folder, so `--model DIR` relative to where the runner starts is made absolute."""
+    random_gpt2().save_pretrained(tmp_path / "my_gpt2")
+    monkeypatch.chdir(tmp_path)
+    build = tmp_path / "build"
+    status = main(
+        ["--root", str(tiny_book), "--build-dir", str(build), "--model", "my_gpt2", "--only", "0", "--no-site"]
+    )
+    assert status == 0
+    received = json.loads((build / "source" / "results" / "00_first" / "params.json").read_text())
+    assert received["model_name"] == str(tmp_path / "my_gpt2")
+
+
+def test_a_model_directory_of_another_architecture_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    llama = tmp_path / "llama"
+    llama.mkdir()
+    (llama / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    build = tmp_path / "build"
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--model", str(llama), "--no-site"])
+    assert status == 2
+    assert "architecture 'llama' (LlamaForCausalLM); ihlib supports only GPT-2" in capsys.readouterr().err
+    assert not (build / "source").exists()
 
 
 def test_unknown_parameter_stops_before_anything_runs(tiny_book, tmp_path, capsys):
@@ -278,3 +430,15 @@ def test_repository_chapters_follow_the_conventions(notebook):
     assert SHARED_NAMES <= set(declared)
     assert declared["model_name"]["default"] == "None"
     assert declared["device"]["default"] == '"auto"'
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a CPU-only torch")
+def test_cuda_on_a_cpu_only_torch_stops_before_anything_runs(tiny_book, tmp_path, capsys):
+    build = tmp_path / "build"
+    (tiny_book / "book" / "00_first.ipynb").write_text(
+        nbformat.writes(tiny_chapter("00_first", 'n = 1\ndevice = "auto"'))
+    )
+    status = main(["--root", str(tiny_book), "--build-dir", str(build), "--param", "device=cuda", "--no-site"])
+    assert status == 2
+    assert "device='cuda' but this torch has no CUDA" in capsys.readouterr().err
+    assert not (build / "source").exists()

@@ -10,7 +10,7 @@ import torch
 from conftest import random_gpt2
 
 from ihlib.edits import exchange_edit, exchange_pairs, projection_edit
-from ihlib.errors import IHLibError
+from ihlib.errors import EditError, IHLibError
 from ihlib.models import transformer_of
 from ihlib.weights import K, O, Q, V, head_biases, head_weights
 
@@ -200,3 +200,43 @@ def test_edits_work_on_the_gpt2model_body(model):
 def test_bad_input_raises_an_ihlib_error_naming_the_allowed_range(model, call, message):
     with pytest.raises(IHLibError, match=message):
         call(model)
+
+
+def test_exiting_nested_edits_out_of_order_raises_and_restores_every_parameter(model):
+    before = snapshot(model)
+    outer = exchange_edit(model, HEADS, "QK", "shuffle", rng=6)
+    inner = projection_edit(model, HEADS[:2], torch.eye(model.config.n_embd) * 0.5, "QK")
+    outer.__enter__()
+    inner.__enter__()
+    with pytest.raises(EditError, match=r"exited before the edits entered after it \(1 still active\).*undone too"):
+        outer.__exit__(None, None, None)
+    assert_bitwise_equal(model, before)
+    inner.__exit__(None, None, None)
+    assert_bitwise_equal(model, before)
+
+
+def test_nested_edits_exited_in_order_still_compose_and_restore(model):
+    before = snapshot(model)
+    with exchange_edit(model, HEADS, "OV", "shuffle", rng=7):
+        with projection_edit(model, HEADS, torch.zeros(model.config.n_embd, model.config.n_embd), "QK"):
+            assert not torch.equal(
+                model.transformer.h[0].attn.c_attn.weight, before["transformer.h.0.attn.c_attn.weight"]
+            )
+    assert_bitwise_equal(model, before)
+
+
+def test_changing_the_dtype_inside_an_edit_raises_and_restores_the_original_values():
+    model = random_gpt2(n_layer=3, n_head=4, seed=8)
+    before = snapshot(model)
+    with pytest.raises(EditError, match=r"dtype or device.*float32 on cpu.*float64 on cpu"):
+        with exchange_edit(model, HEADS, "QK", "shuffle", rng=8):
+            model.to(torch.float64)
+    model.to(torch.float32)
+    assert_bitwise_equal(model, before)
+
+
+def test_moving_the_model_inside_an_edit_raises_naming_the_device():
+    model = random_gpt2(n_layer=3, n_head=4, seed=9)
+    with pytest.raises(EditError, match=r"float32 on cpu.*float32 on meta"):
+        with projection_edit(model, HEADS, torch.eye(model.config.n_embd), "OV"):
+            model.to("meta")

@@ -30,3 +30,19 @@ def test_collect_reads_single_and_list_records_in_chapter_order_and_names_missin
     markdown = report._repr_markdown_()
     assert "**Claim 1: not supported on this model.** z below baseline" in markdown
     assert "No verdict found for:** 02_common_subspace" in markdown
+
+
+def test_a_failed_chapter_reads_failed_even_with_a_stale_verdict_next_to_its_marker(tmp_path):
+    for chapter in ("01_diagonal", "03_shuffling"):
+        (tmp_path / chapter).mkdir()
+        (tmp_path / chapter / "verdict.json").write_text(json.dumps(Verdict("Claim", "supported", "old").record()))
+    (tmp_path / "01_diagonal" / "FAILED.json").write_text(
+        json.dumps({"error": "ValueError: no heads", "cell": "In [4]"})
+    )
+    report = collect_verdicts(tmp_path, ["01_diagonal", "03_shuffling"])
+    assert report.failed == {"01_diagonal": "ValueError: no heads"}
+    assert report.table()["verdict"].tolist() == ["failed", "supported"]
+    assert report.table()["chapter"].tolist() == ["01_diagonal", "03_shuffling"]
+    markdown = report._repr_markdown_()
+    assert "### 01_diagonal: failed" in markdown and "ValueError: no heads" in markdown
+    assert "old" not in markdown.split("### 03_shuffling")[0]

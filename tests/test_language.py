@@ -1,0 +1,140 @@
+"""The synthetic language: seeded, tokens of the kinds it says, recurring names, repeated spans, entropies."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from ihlib.errors import IHLibError
+from ihlib.language import COPIED, NAME_FIRST, NAME_LAST, WORD, LanguageConfig, SyntheticLanguage, word_entropies
+from ihlib.models import new_model
+from ihlib.train_language import LanguageTrainConfig, evaluate, mixed_batch_loss, train_language
+
+SMALL = LanguageConfig(vocab_size=64, n_names=16, n_topics=2, successors=3, min_copy=4, max_copy=8)
+
+
+def sample(cfg: LanguageConfig = SMALL, n: int = 50, seq_len: int = 40, seed: int = 0):
+    return SyntheticLanguage(cfg).sample(n, seq_len, np.random.default_rng(seed))
+
+
+def test_the_same_seeds_give_the_same_documents_and_other_seeds_do_not():
+    assert np.array_equal(sample().ids, sample().ids)
+    assert not np.array_equal(sample().ids, sample(seed=1).ids)
+    other_language = dataclasses.replace(SMALL, seed=7)
+    assert not np.array_equal(sample().ids, sample(other_language).ids)
+
+
+def test_words_are_below_the_names_and_names_come_as_first_then_last_part():
+    batch = sample(dataclasses.replace(SMALL, copy_rate=0.0))
+    ids, kinds = batch.ids, batch.kinds
+    assert ids.min() >= 0 and ids.max() < SMALL.vocab_size
+    assert (ids[kinds == WORD] < SMALL.n_words).all()
+    assert (ids[kinds != WORD] >= SMALL.n_words).all()
+    first_rows, first_cols = np.nonzero(kinds[:, :-1] == NAME_FIRST)
+    assert (kinds[first_rows, first_cols + 1] == NAME_LAST).all()
+    assert first_cols.size > 0
+
+
+def test_each_document_uses_at_most_names_per_doc_names_which_recur():
+    batch = sample(dataclasses.replace(SMALL, copy_rate=0.0, name_rate=0.3), seq_len=80)
+    recurring = 0
+    for ids, kinds in zip(batch.ids, batch.kinds, strict=True):
+        cols = np.nonzero(kinds[:-1] == NAME_FIRST)[0]
+        names = Counter(zip(ids[cols], ids[cols + 1], strict=True))
+        assert len(names) <= SMALL.names_per_doc
+        recurring += any(count > 1 for count in names.values())
+    assert recurring > len(batch.ids) / 2
+
+
+def test_copied_spans_repeat_an_earlier_span_of_the_document():
+    batch = sample(dataclasses.replace(SMALL, copy_rate=1.0))
+    for ids, kinds in zip(batch.ids, batch.kinds, strict=True):
+        cols = np.nonzero(kinds == COPIED)[0]
+        span, target = cols.size, cols[0]
+        assert SMALL.min_copy <= span <= SMALL.max_copy and np.array_equal(cols, np.arange(target, target + span))
+        sources = [s for s in range(0, target - span + 1) if np.array_equal(ids[s : s + span], ids[cols])]
+        assert sources
+
+
+def test_word_entropies_match_a_direct_count():
+    batch = sample(n=20, seq_len=30)
+    ent = word_entropies(batch)
+    words = Counter(batch.ids[batch.kinds == WORD].tolist())
+    total = sum(words.values())
+    assert ent.unigram == pytest.approx(-sum(c / total * math.log(c / total) for c in words.values()), rel=1e-12)
+    pairs, prev = Counter(), Counter()
+    for ids, kinds in zip(batch.ids, batch.kinds, strict=True):
+        for t in range(1, len(ids)):
+            if kinds[t] == WORD:
+                pairs[(ids[t - 1], ids[t])] += 1
+                prev[ids[t - 1]] += 1
+    n = sum(pairs.values())
+    conditional = -sum(c / n * math.log(c / prev[a]) for (a, _), c in pairs.items())
+    assert ent.bigram == pytest.approx(conditional, rel=1e-12)
+    assert ent.bigram < ent.unigram
+
+
+def test_bad_language_shapes_are_rejected_by_name():
+    with pytest.raises(IHLibError, match="n_names"):
+        LanguageConfig(vocab_size=64, n_names=64)
+    with pytest.raises(IHLibError, match="name_rate"):
+        LanguageConfig(name_rate=1.5)
+    with pytest.raises(IHLibError, match="language.vocab_size"):
+        LanguageTrainConfig(vocab_size=256)
+
+
+TINY = LanguageTrainConfig(
+    vocab_size=64,
+    n_positions=32,
+    n_embd=32,
+    n_layer=2,
+    n_head=2,
+    steps=6,
+    batch_size=4,
+    seq_len=32,
+    max_seg=10,
+    copy_only_steps=2,
+    checkpoint_every=3,
+    language=SMALL,
+)
+
+
+def test_copy_only_steps_use_the_copy_task_alone_then_the_mix_adds_documents():
+    model = new_model(TINY.gpt2_config())
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    language = SyntheticLanguage(SMALL)
+    copy_only = mixed_batch_loss(model, TINY, language, 0, gen, rng)
+    mixed = mixed_batch_loss(model, TINY, language, 5, gen, rng)
+    assert math.log(64) * 0.8 < copy_only.item() < math.log(64) * 1.2
+    assert math.log(64) * 1.6 < mixed.item() < math.log(64) * 2.4
+
+
+def test_training_records_head_scores_at_each_checkpoint():
+    _, log = train_language(TINY, progress=False)
+    assert [c["step"] for c in log["checkpoints"]] == [0, 3, 6]
+    first = log["checkpoints"][0]
+    assert np.asarray(first["induction"]).shape == (2, 2) and np.asarray(first["shifting"]).shape == (2, 2)
+    assert len(log["losses"]) == 6
+
+
+def test_two_seeded_runs_give_bitwise_identical_weights():
+    first, _ = train_language(TINY, progress=False)
+    second, _ = train_language(TINY, progress=False)
+    other, _ = train_language(dataclasses.replace(TINY, seed=1), progress=False)
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+    assert not torch.equal(first.transformer.wte.weight, other.transformer.wte.weight)
+
+
+def test_the_evaluation_record_counts_every_head_once_per_layer():
+    model, _ = train_language(TINY, progress=False)
+    record = evaluate(model, TINY, n_docs=5).record()
+    assert [row["layer"] for row in record["head_kinds"]] == [0, 1]
+    for row in record["head_kinds"]:
+        assert row["neither"] + max(row["induction"], row["shifting"]) <= 2
+    assert 0.0 <= record["copy_accuracy"] <= 1.0 and record["bigram_entropy"] < record["unigram_entropy"]
