@@ -223,7 +223,7 @@ def head_subspaces(W_all: torch.Tensor, max_rank: int | None = None) -> HeadSubs
     """
     check_w_all(W_all)
     rank = W_all.shape[-1] if max_rank is None else check_rank(max_rank, W_all.shape[-1])
-    W = W_all.detach()
+    W = W_all.detach() if torch.finfo(W_all.dtype).bits >= 32 else W_all.detach().float()  # half: Grams in float32
     grams = (W.mT @ W).cpu().double()  # (L, H, 4, k, k)
     R = cholesky_r(grams[:, :, SECOND_FACTORS])  # (L, H, 2, k, k) or None
     if R is None:

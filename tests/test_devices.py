@@ -77,3 +77,13 @@ def test_claims_create_every_tensor_on_the_input_device_or_the_cpu(W_all):
     with torch.device("meta"):
         got = claim_numbers(awkward(W_all))
     assert_same_numbers(got, expected)
+
+
+def test_half_precision_weights_take_their_grams_in_float32(W_all):
+    """float16 / bfloat16 weights (a model loaded in half precision) give the subspaces of their float32 values."""
+    for dtype in (torch.float16, torch.bfloat16):
+        half = head_subspaces(W_all.to(dtype), 3)
+        upcast = head_subspaces(W_all.to(dtype).float(), 3)
+        for side in ("key", "output"):
+            assert torch.equal(half.bases_by_side[side], upcast.bases_by_side[side])
+            assert torch.equal(half.values_by_side[side], upcast.values_by_side[side])
