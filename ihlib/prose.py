@@ -326,6 +326,8 @@ def _fitting(result: ProjectionResult) -> str:
     """How the subspace was fitted, in words."""
     if not result.cross_fit:
         return f"in-sample from the {len(result.IH_proj)} IHs (circular where they are also edited)"
+    if not any(h in result.IH_proj for h in result.heads):
+        return f"fitted on all {len(result.IH_proj)} IHs, none of which is edited (nothing to cross-fit)"
     fitted = "; ".join(
         f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
     )

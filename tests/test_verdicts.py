@@ -46,3 +46,13 @@ def test_a_failed_chapter_reads_failed_even_with_a_stale_verdict_next_to_its_mar
     markdown = report._repr_markdown_()
     assert "### 01_diagonal: failed" in markdown and "ValueError: no heads" in markdown
     assert "old" not in markdown.split("### 03_shuffling")[0]
+
+
+def test_caveats_are_saved_read_back_and_shown_one_line_per_verdict(tmp_path):
+    folder = tmp_path / "03_shuffling"
+    folder.mkdir()
+    verdict = Verdict("Claim 3 (QK)", "not informative", "text", ["d"], caveat="could not fail here.")
+    (folder / "verdict.json").write_text(json.dumps([verdict.record()]))
+    report = collect_verdicts(tmp_path, ["03_shuffling"])
+    assert report.table().loc[0, ["verdict", "caveat"]].tolist() == ["not informative", "could not fail here."]
+    assert verdict._repr_markdown_().endswith("*Caveat: could not fail here.*")
