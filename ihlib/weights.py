@@ -55,7 +55,7 @@ def check_w_all(W_all: torch.Tensor) -> None:
         )
     if not W_all.is_floating_point():
         raise IHLibError(f"W_all has dtype {W_all.dtype}; it must be floating point: {fix}")
-    if not bool(torch.isfinite(W_all).all()):
+    if not bool(torch.isfinite(torch.stack(W_all.aminmax())).all()):  # NaN propagates; two reductions, no mask
         raise IHLibError(f"W_all holds NaN or infinite values: {fix}")
 
 
