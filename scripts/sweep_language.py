@@ -70,12 +70,7 @@ def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
         "device": device,
         "seconds": log["seconds"],
         "final_loss": log["final_loss"],
-        "word_loss": report.word_loss,
-        "unigram_entropy": report.unigram_entropy,
-        "bigram_entropy": report.bigram_entropy,
-        "copy_accuracy": report.copy_accuracy,
-        "induction": report.induction.round(3).tolist(),
-        "shifting": report.shifting.round(3).tolist(),
+        **report.record(),
     }
     path.write_text(json.dumps(record, indent=1))
 
