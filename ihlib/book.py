@@ -87,7 +87,8 @@ import yaml
 from tqdm import tqdm
 
 from ihlib.across import MODEL_RECORD
-from ihlib.errors import BookError, IHLibError, ParameterError
+from ihlib.errors import BookError, ClaimNotTested, IHLibError, ParameterError
+from ihlib.gate import finish_stopped_notebook
 from ihlib.models import (
     DEFAULT_EMBEDDED,
     DEFAULT_MODEL_NAME,
@@ -366,7 +367,10 @@ def prepare_source(root: Path, source: Path) -> None:
 
 
 def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd: Path, kernel: str) -> float:
-    """Execute `notebook` into `output` with papermill in `cwd`; return seconds, raise ChapterFailed on error."""
+    """Execute `notebook` into `output` with papermill in `cwd`; return seconds, raise ChapterFailed on error.
+
+    A chapter stopped by its gate (`ClaimNotTested`: the model lacks the heads) has finished: its page says why.
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
@@ -380,6 +384,10 @@ def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd
             extra_arguments=["--log-level=CRITICAL"],  # keep ipykernel's own log lines out of the run's log
         )
     except papermill.PapermillExecutionError as err:
+        if err.ename == ClaimNotTested.__name__:
+            finish_stopped_notebook(output)
+            tidy_stream_outputs(output)
+            return time.perf_counter() - start
         cell = f"In [{err.exec_count}]"
         raise ChapterFailed(chapter_name(notebook), f"{err.ename}: {err.evalue}", output, cell) from err
     except Exception as err:

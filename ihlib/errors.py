@@ -27,3 +27,7 @@ class EditError(IHLibError):
 
 class BookError(IHLibError):
     """The book runner got a bad command line, parameter file, toc or build folder."""
+
+
+class ClaimNotTested(IHLibError):
+    """The model lacks the heads a claim is about; the chapter stops after recording the verdict "not tested"."""

@@ -74,12 +74,26 @@ def _effect_lines(effects: dict[str, Effect], absent: dict[str, str]) -> list[st
     ]
 
 
+DIAGONAL_CLAIM = "Claim 1 (large diagonal of W_qk W_ov)"
+SUBSPACE_CLAIM = "Claim 2 (common subspace)"
+
+
+def shuffle_claim(component: str, kind: str) -> str:
+    """Claim 3's name for one component ("QK" or "OV") and the kind of heads whose weights are shuffled."""
+    return f"Claim 3 ({component} of {kind} heads)"
+
+
+def projection_claim(component: str) -> str:
+    """Claim 4's name for one component ("QK" or "OV")."""
+    return f"Claim 4 ({component}: {_target_heads(component)})"
+
+
 LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
 
 
 def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
     """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, and absent controls."""
-    claim = "Claim 1 (large diagonal of W_qk W_ov)"
+    claim = DIAGONAL_CLAIM
     j = judgement
     if j.n_pairs == 0 or not j.effects:
         why = (
@@ -141,7 +155,7 @@ def matching_verdict(judgement: ControlsJudgement) -> Verdict:
         f"{LARGE_RULE}:"
     )
     absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
-    return Verdict("Claim 2 (common subspace)", judgement.label, text, lines, caveat=_weight_caveat(absent))
+    return Verdict(SUBSPACE_CLAIM, judgement.label, text, lines, caveat=_weight_caveat(absent))
 
 
 def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
@@ -175,7 +189,7 @@ def shuffle_verdict(
     """Claim 3's verdict for one component: every control's error change, the judged comparison, and the sweep's
     redundancy, heads beyond the counting ones, and spread of single repetitions."""
     component, kind, j = controls.component, controls.kind, judgement
-    claim = f"Claim 3 ({component} of {kind} heads)"
+    claim = shuffle_claim(component, kind)
     layers = ", ".join(map(str, controls.layers))
     changes = "; ".join(
         f"{c}: {interval(change, signed=True)}" for c, change in (j.changes or {}).items() if c != "original"
@@ -338,7 +352,7 @@ def projection_verdict(
     runs: dict[bool, ProjectionResult], judgement: ProjectionJudgement, *, tolerance: float
 ) -> Verdict:
     """Claim 4's verdict for one component in words; `runs` maps project_out (True, False) to the result."""
-    claim = f"Claim 4 ({judgement.component}: {_target_heads(judgement.component)})"
+    claim = projection_claim(judgement.component)
     out = runs[True]
     if out.untested or runs[False].untested:
         return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}", caveat="not tested on this model.")

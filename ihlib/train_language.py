@@ -9,6 +9,7 @@ token); head scores are recorded at checkpoints, so the phase change in which in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from ihlib.ablation import ablated
 from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
@@ -54,6 +56,8 @@ class LanguageTrainConfig:
     long_prefix_fraction: float = 0.5
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
+    copy_heads: int = 8
+    alternate_copy_layers: tuple[int, ...] = ()
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 
@@ -63,6 +67,10 @@ class LanguageTrainConfig:
             raise IHLibError(f"language.vocab_size={self.language.vocab_size} must equal vocab_size={self.vocab_size}.")
         if not 0.0 <= self.copy_fraction <= 1.0:
             raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
+        if not 1 <= self.copy_heads <= self.n_head:
+            raise IHLibError(f"copy_heads={self.copy_heads} must lie in 1..n_head={self.n_head}.")
+        if any(not 0 <= layer < self.n_layer for layer in self.alternate_copy_layers):
+            raise IHLibError(f"alternate_copy_layers={self.alternate_copy_layers} must lie in 0..{self.n_layer - 1}.")
         self.copy_task(1)
 
     @property
@@ -83,6 +91,14 @@ class LanguageTrainConfig:
             long_prefix_fraction=self.long_prefix_fraction,
         )
 
+    def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
+        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, and one alternating layer."""
+        silenced = {(layer, head) for layer in range(self.n_layer) for head in range(self.copy_heads, self.n_head)}
+        if self.alternate_copy_layers:
+            layer = self.alternate_copy_layers[step % len(self.alternate_copy_layers)]
+            silenced |= {(layer, head) for head in range(self.n_head)}
+        return sorted(silenced)
+
     def gpt2_config(self) -> GPT2Config:
         """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
         return dataclasses.replace(
@@ -93,6 +109,7 @@ class LanguageTrainConfig:
 def config_from_record(record: dict) -> LanguageTrainConfig:
     """Rebuild the training configuration from `training.json`'s `"train_config"` mapping."""
     fields = dict(record)
+    fields["alternate_copy_layers"] = tuple(fields.get("alternate_copy_layers", ()))
     return LanguageTrainConfig(**{**fields, "language": LanguageConfig(**fields["language"])})
 
 
@@ -104,13 +121,18 @@ def mixed_batch_loss(
     generator: torch.Generator,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss."""
+    """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss.
+
+    The copy rows run with `cfg.copy_row_silenced_heads(step)` zeroed, so only the other heads learn to copy.
+    """
     device = model.lm_head.weight.device
     n_copy = cfg.batch_size if step < cfg.copy_only_steps else cfg.n_copy_rows
     loss = torch.zeros((), device=device)
     if n_copy > 0:
         ids, labels = training_batch(cfg.copy_task(n_copy), generator)
-        logits = model(ids.to(device)).logits[:, :-1]
+        silenced = cfg.copy_row_silenced_heads(step)
+        with ablated(model, silenced) if silenced else contextlib.nullcontext():
+            logits = model(ids.to(device)).logits[:, :-1]
         loss = loss + cfg.copy_weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
     if n_copy < cfg.batch_size:
         docs = torch.from_numpy(language.sample(cfg.batch_size - n_copy, cfg.seq_len, rng).ids).to(device)
