@@ -56,7 +56,7 @@ class LanguageTrainConfig:
     long_prefix_fraction: float = 0.5
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
-    copy_heads: int = 8
+    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all
     alternate_copy_layers: tuple[int, ...] = ()
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
@@ -67,7 +67,7 @@ class LanguageTrainConfig:
             raise IHLibError(f"language.vocab_size={self.language.vocab_size} must equal vocab_size={self.vocab_size}.")
         if not 0.0 <= self.copy_fraction <= 1.0:
             raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
-        if not 1 <= self.copy_heads <= self.n_head:
+        if self.copy_heads is not None and not 1 <= self.copy_heads <= self.n_head:
             raise IHLibError(f"copy_heads={self.copy_heads} must lie in 1..n_head={self.n_head}.")
         if any(not 0 <= layer < self.n_layer for layer in self.alternate_copy_layers):
             raise IHLibError(f"alternate_copy_layers={self.alternate_copy_layers} must lie in 0..{self.n_layer - 1}.")
@@ -93,7 +93,8 @@ class LanguageTrainConfig:
 
     def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
         """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, and one alternating layer."""
-        silenced = {(layer, head) for layer in range(self.n_layer) for head in range(self.copy_heads, self.n_head)}
+        first = self.n_head if self.copy_heads is None else self.copy_heads
+        silenced = {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
         if self.alternate_copy_layers:
             layer = self.alternate_copy_layers[step % len(self.alternate_copy_layers)]
             silenced |= {(layer, head) for head in range(self.n_head)}

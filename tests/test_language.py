@@ -138,3 +138,38 @@ def test_the_evaluation_record_counts_every_head_once_per_layer():
     for row in record["head_kinds"]:
         assert row["neither"] + max(row["induction"], row["shifting"]) <= 2
     assert 0.0 <= record["copy_accuracy"] <= 1.0 and record["bigram_entropy"] < record["unigram_entropy"]
+
+
+def test_silenced_heads_are_heads_past_copy_heads_and_one_alternating_layer():
+    """`copy_heads=1` silences head 1 of each layer; `alternate_copy_layers` adds all of layer 0, then of layer 1."""
+    cfg = dataclasses.replace(TINY, copy_heads=1, alternate_copy_layers=(0, 1))
+    assert cfg.copy_row_silenced_heads(0) == [(0, 0), (0, 1), (1, 1)]
+    assert cfg.copy_row_silenced_heads(1) == [(0, 1), (1, 0), (1, 1)]
+    assert TINY.copy_row_silenced_heads(0) == []
+    with pytest.raises(IHLibError, match="copy_heads=3"):
+        dataclasses.replace(TINY, copy_heads=3)
+    with pytest.raises(IHLibError, match="alternate_copy_layers"):
+        dataclasses.replace(TINY, alternate_copy_layers=(2,))
+
+
+def head_grad_norms(model, cfg: LanguageTrainConfig, step: int) -> np.ndarray:
+    """Norm of the copy-task gradient on each head's query, key and value columns of `c_attn`: `(n_layer, n_head)`."""
+    model.zero_grad()
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    mixed_batch_loss(model, cfg, SyntheticLanguage(SMALL), step, gen, rng).backward()
+    d_head = cfg.n_embd // cfg.n_head
+    norms = np.zeros((cfg.n_layer, cfg.n_head))
+    for layer, block in enumerate(model.transformer.h):
+        grad = block.attn.c_attn.weight.grad.unflatten(1, (3, cfg.n_head, d_head))  # (d_model, qkv, head, d_head)
+        norms[layer] = grad.pow(2).sum(dim=(0, 1, 3)).sqrt().numpy()
+    return norms
+
+
+def test_copy_rows_train_only_the_heads_that_are_not_silenced():
+    """In the copy-only phase, silenced heads get exactly no gradient on their Q, K and V; the others get some."""
+    cfg = dataclasses.replace(TINY, copy_heads=1, alternate_copy_layers=(0, 1))
+    model = new_model(cfg.gpt2_config())
+    norms = head_grad_norms(model, cfg, step=0)
+    silenced = cfg.copy_row_silenced_heads(0)
+    assert all(norms[layer, head] == 0.0 for layer, head in silenced)
+    assert norms[1, 0] > 0.0

@@ -34,7 +34,6 @@ CHROMIUM_FLAGS = [
 PAGES = toc_files(REPO)
 NOTEBOOK_PAGES = [entry for entry in PAGES if page_path(REPO, entry).suffix == ".ipynb"]
 FIGURE_PAGES = [entry for entry in NOTEBOOK_PAGES if Path(entry).stem[:2].isdigit()]  # chapters, not the verdicts
-PENDING_TEACHING = {"book/03_shuffling", "book/04_projection"}  # see book/_pending_teaching.md
 ERROR_LINE = re.compile(r"\b[A-Z]\w*(Error|Exception): ")
 PROGRESS_BAR = re.compile(
     r"\d+%\|[^|\n]*\||\d[\d.]*\s?(?:it/s|s/it)\]"
@@ -199,8 +198,6 @@ def test_chapter_offers_its_data_and_executed_notebook_by_links_that_resolve(sit
 @pytest.mark.parametrize("entry", FIGURE_PAGES)
 def test_chapter_page_has_objectives_and_exercises_with_folded_answers(browser_page, site_url, entry):
     """A chapter page shows an Objectives section and an Exercises section whose answers are folded (<details>)."""
-    if entry in PENDING_TEACHING:
-        pytest.xfail("issue 13: teaching cells pending in book/_pending_teaching.md until the controls branch lands")
     open_page(browser_page, f"{site_url}/{entry}.html")
     assert browser_page.locator("section#objectives li").count() >= 2, f"{entry}: no objectives list"
     folded = browser_page.locator("section#exercises details:not([open])")

@@ -16,10 +16,6 @@ from ihlib.book import page_path, toc_files
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = [entry for entry in toc_files(REPO) if Path(entry).stem[:2].isdigit()]
-PENDING = {
-    "book/03_shuffling",
-    "book/04_projection",
-}  # their objectives and exercises wait in book/_pending_teaching.md (see its header)
 HIDDEN_TAGS = {"hide-input", "hide-cell", "hide-output"}
 DROPDOWN = re.compile(r"^(:::+|```+)\{dropdown\}|^:class: dropdown", re.MULTILINE)
 LIST_ITEM = re.compile(r"^\s*(?:\d+\.|-)\s+\S", re.MULTILINE)
@@ -45,14 +41,7 @@ def read_chapter(entry: str) -> nbformat.NotebookNode:
     return nbformat.read(page_path(REPO, entry), as_version=4)
 
 
-def pending(entry: str):
-    """Parametrise `entry`, expected to fail while its teaching cells are pending."""
-    if entry not in PENDING:
-        return pytest.param(entry, id=entry)
-    return pytest.param(entry, marks=pytest.mark.xfail(strict=False, reason="issue 13: pending"), id=entry)
-
-
-@pytest.mark.parametrize("entry", [pending(entry) for entry in CHAPTERS])
+@pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_opens_with_two_to_four_objectives(entry):
     """An "Objectives" section before the parameters cell lists 2 to 4 objectives."""
     notebook = read_chapter(entry)
@@ -64,7 +53,7 @@ def test_chapter_opens_with_two_to_four_objectives(entry):
     assert headings.index("Objectives") < headings.index("Parameters"), f"{entry}: objectives after the parameters"
 
 
-@pytest.mark.parametrize("entry", [pending(entry) for entry in CHAPTERS])
+@pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_ends_with_exercises_each_with_a_hidden_answer_and_one_checked_number(entry):
     """The last section "Exercises" holds 2 to 4 exercises, each with a folded answer, and a code cell with `assert`."""
     notebook = read_chapter(entry)
