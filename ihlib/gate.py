@@ -76,11 +76,14 @@ def finish_stopped_notebook(path: Path) -> str:
     cells[gate].outputs.append(nbformat.v4.new_output("display_data", data={"text/markdown": f"**{reason}**"}))
     note = nbformat.v4.new_markdown_cell(
         "## Not tested on this model\n\n"
-        f"{reason}\n\nThe rest of this chapter measures those heads, so it did not run. Its verdict, "
+        "The cell above found too few heads of the kinds this claim is about. The rest of this chapter measures "
+        "those heads, so it did not run. Its verdict, "
         '"not tested", is on the closing page. On a model with such heads (the embedded ones, or GPT-2) '
         "the chapter runs in full."
     )
     nb.cells = [*cells[: gate + 1], note]
+    if "papermill" in nb.metadata:
+        nb.metadata.papermill.exception = None  # finished on purpose: no failure to report
     nbformat.write(nb, path)
     return reason
 
