@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pytest
 import torch
 from transformers import GPT2Config
@@ -50,3 +53,15 @@ def gpt2_small_shaped():
 def default_model():
     """The embedded default model, on the CPU."""
     return load_model(None, device="cpu")
+
+
+def write_book(root: Path, chapters: dict[str, nbformat.NotebookNode]) -> Path:
+    """Write a repository root at `root`: a config that executes nothing, a toc, an intro and `book/<name>.ipynb`."""
+    (root / "book").mkdir(parents=True)
+    (root / "_config.yml").write_text(f'title: {root.name}\nexecute:\n  execute_notebooks: "off"\n')
+    entries = "".join(f"  - file: book/{name}\n" for name in chapters)
+    (root / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}")
+    (root / "book" / "intro.md").write_text("# Intro\n")
+    for name, notebook in chapters.items():
+        nbformat.write(notebook, root / "book" / f"{name}.ipynb")
+    return root

@@ -16,7 +16,7 @@ import nbformat
 import papermill
 import pytest
 import torch
-from conftest import random_gpt2
+from conftest import random_gpt2, write_book
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import (
@@ -78,18 +78,8 @@ def tiny_chapter(name: str, extra: str = "") -> nbformat.NotebookNode:
 @pytest.fixture
 def tiny_book(tmp_path: Path) -> Path:
     """A repository root with a toc, an intro page and three tiny chapters (the second can be made to fail)."""
-    root = tmp_path / "repo"
-    (root / "book").mkdir(parents=True)
-    (root / "_config.yml").write_text('title: tiny\nexecute:\n  execute_notebooks: "off"\n')
-    (root / "_toc.yml").write_text(
-        "format: jb-book\nroot: book/intro\nchapters:\n"
-        "  - file: book/00_first\n  - file: book/01_second\n  - file: book/02_third\n"
-    )
-    (root / "book" / "intro.md").write_text("# Intro\n")
-    nbformat.write(tiny_chapter("00_first", "n = 1"), root / "book" / "00_first.ipynb")
-    nbformat.write(tiny_chapter("01_second", "fail = False"), root / "book" / "01_second.ipynb")
-    nbformat.write(tiny_chapter("02_third", "n = 1"), root / "book" / "02_third.ipynb")
-    return root
+    chapters = {"00_first": "n = 1", "01_second": "fail = False", "02_third": "n = 1"}
+    return write_book(tmp_path / "repo", {name: tiny_chapter(name, extra) for name, extra in chapters.items()})
 
 
 def tree_digest(folder: Path) -> str:

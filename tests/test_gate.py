@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
+from conftest import write_book
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import main
@@ -85,13 +86,7 @@ def gated_chapter(best_induction: float) -> nbformat.NotebookNode:
 @pytest.fixture
 def gated_book(tmp_path: Path) -> Path:
     """A repository root whose one chapter is gated."""
-    root = tmp_path / "repo"
-    (root / "book").mkdir(parents=True)
-    (root / "_config.yml").write_text('title: gated\nexecute:\n  execute_notebooks: "off"\n')
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/01_gated\n")
-    (root / "book" / "intro.md").write_text("# Intro\n")
-    nbformat.write(gated_chapter(0.9), root / "book" / "01_gated.ipynb")
-    return root
+    return write_book(tmp_path / "repo", {"01_gated": gated_chapter(0.9)})
 
 
 def run_gated(root: Path, build: Path, best_induction: float) -> int:
