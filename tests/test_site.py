@@ -159,7 +159,6 @@ def test_clutter_patterns_flag_progress_bars_and_warnings_but_not_prose():
     assert clutter_lines("\n".join(flagged + passed)) == flagged
 
 
-@pytest.mark.xfail(strict=False, reason="issue 13: chapters still print progress bars, warnings or pandas indexes")
 @pytest.mark.parametrize("entry", PAGES)
 def test_page_shows_no_progress_bar_warning_or_table_index(browser_page, site_url, entry):
     """No cell output shows a tqdm bar or a warning, and no rendered table carries the pandas index."""
