@@ -80,6 +80,28 @@ class AblationCopying:
         """Top-1 error of a model that guesses uniformly: `1 - 1 / vocab_size`."""
         return 1.0 - 1.0 / self.vocab_size
 
+    name = "ablation_copying"
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-condition means and intervals, per-sequence values `(n_conditions, batch)` and the positions."""
+        fields = ("prob", "prob_low", "prob_high", "error", "error_low", "error_high")
+        per_sequence = ("per_sequence_prob", "per_sequence_error", "positions")
+        return {key: getattr(self, key) for key in (*fields, *per_sequence)}
+
+    def record(self) -> dict:
+        """JSON-friendly conditions (name, heads, kind) with their mean copying and 95% intervals, and the settings."""
+        rows = [
+            {
+                "name": condition.name,
+                "heads": [list(pair) for pair in condition.heads],
+                "kind": condition.kind,
+                "error": [float(self.error[i]), float(self.error_low[i]), float(self.error_high[i])],
+                "prob": [float(self.prob[i]), float(self.prob_low[i]), float(self.prob_high[i])],
+            }
+            for i, condition in enumerate(self.conditions)
+        ]
+        return {"conditions": rows, "chance_error": self.chance_error, "vocab_size": self.vocab_size, **self.settings}
+
 
 def single_and_group_ablations(
     heads: Sequence[Sequence[int]], *, kinds: Sequence[AblationKind] = ABLATION_KINDS

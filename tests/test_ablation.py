@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -17,6 +18,7 @@ from ihlib.ablation import (
 )
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
+from ihlib.results import save_result
 
 D_HEAD = 8  # small_model: n_embd 32, 4 heads
 
@@ -176,3 +178,16 @@ def test_ablating_the_default_models_induction_heads_breaks_copying(default_mode
     assert intact < 0.02
     assert single < 0.05
     assert group_zero > 0.9 and group_mean > 0.9
+
+
+def test_ablation_results_save_as_data_that_round_trip(small_model, tmp_path):
+    """`save_result` writes every condition's mean and interval to JSON and the per-sequence values to NPZ."""
+    conditions = single_and_group_ablations([[1, 0], [1, 1]], kinds=["zero"])
+    result = copying_under_ablations(small_model, conditions, seg_len=5, rep=2, batch_size=4, n_boot=50)
+    paths = save_result(result, tmp_path)
+    record = json.loads(paths["json"].read_text())
+    assert [row["name"] for row in record["conditions"]] == result.names
+    assert record["conditions"][3]["heads"] == [[1, 0], [1, 1]]
+    assert record["conditions"][1]["error"][0] == pytest.approx(result.error[1])
+    with np.load(paths["npz"]) as saved:
+        np.testing.assert_array_equal(saved["per_sequence_error"], result.per_sequence_error)
