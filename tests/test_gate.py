@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import write_book
+from conftest import random_gpt2, write_book
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from ihlib.book import main
@@ -18,6 +18,8 @@ from ihlib.heads import count_threshold
 from ihlib.scoring import HeadScores
 from ihlib.verdicts import load_verdicts
 
+REPO = Path(__file__).resolve().parents[1]
+CLAIM_CHAPTERS = ("01_diagonal", "02_common_subspace", "03_shuffling", "04_projection")
 FLAT = 0.03  # every head near the uniform-attention baseline: nothing stands out
 
 
@@ -120,3 +122,18 @@ def test_a_chapter_whose_heads_count_runs_in_full(gated_book, tmp_path):
     assert run_gated(gated_book, build, 0.9) == 0
     verdict = json.loads((build / "source" / "results" / "01_gated" / "verdict.json").read_text())
     assert verdict["verdict"] == "supported"
+
+
+def test_the_book_s_claim_chapters_finish_not_tested_on_a_random_model(tmp_path):
+    """Chapters 1 to 4 of the real book, run on a randomly initialised GPT-2, stop at their gate: exit status 0,
+    every claim "not tested", and each page ends with the note instead of the experiments."""
+    model_dir = tmp_path / "random_gpt2"
+    random_gpt2(n_layer=3, n_head=4, n_embd=32, vocab=97, n_pos=128).save_pretrained(model_dir)
+    build = tmp_path / "build"
+    argv = ["--root", str(REPO), "--build-dir", str(build), "--model", str(model_dir), "--no-site", "--no-embedded"]
+    assert main([*argv, "--only", "1", "2", "3", "4"]) == 0
+    for chapter in CLAIM_CHAPTERS:
+        verdicts = load_verdicts(build / "source" / "results" / chapter / "verdict.json")
+        assert verdicts and {v.verdict for v in verdicts} == {"not tested"}, chapter
+        page = nbformat.read(build / "source" / "book" / f"{chapter}.ipynb", as_version=4)
+        assert page.cells[-1].source.startswith("## Not tested on this model"), chapter
