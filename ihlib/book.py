@@ -61,16 +61,19 @@ Conventions every chapter follows:
   notebook; its results folder loses `verdict.json` and gets `FAILED.json`, so the conclusion shows "failed" for
   it instead of an old verdict. A chapter failing on another model gets the same marker in that model's folder
   (the across-models page shows "failed"); the run goes on and builds the site, and the exit status is 1.
+- A claim chapter run on a model without the heads it is about stops at its gate (`ihlib.gate.require_heads`
+  raises `ClaimNotTested` after saving the verdict "not tested"): that chapter has finished, not failed; its page
+  keeps the reason and ends with a note instead of the experiments.
+- Parameters are parsed and typed by `ihlib.book_params`; executed pages are tidied and get their provenance
+  cell from `ihlib.book_pages`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -81,26 +84,32 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import nbformat
 import papermill
 import yaml
 from tqdm import tqdm
 
 from ihlib.across import MODEL_RECORD
-from ihlib.errors import BookError, ClaimNotTested, IHLibError, ParameterError
+from ihlib.book_pages import add_provenance_cell, data_links_text, page_record, provenance_text, tidy_stream_outputs
+from ihlib.book_params import (
+    check_parameters,
+    declared_parameters,
+    parameters_for,
+    shared_parameters,
+    typed_parameters,
+    with_local_model_checked,
+)
+from ihlib.errors import BookError, ClaimNotTested, IHLibError
 from ihlib.gate import finish_stopped_notebook
 from ihlib.models import (
     DEFAULT_EMBEDDED,
     DEFAULT_MODEL_NAME,
     EMBEDDED_MODELS,
-    check_local_model,
     embedded_dir,
     resolve_device,
 )
 from ihlib.score_cache import CACHE_ENV
 from ihlib.verdicts import FAILED_MARKER
 
-PER_CHAPTER_PARAMETERS = ("output_dir",)
 SOURCE_DIR = "source"
 HTML_DIR = "html"
 RUNNING_DIR = "running"  # chapters being executed; moved into source/ only when they succeed
@@ -108,7 +117,6 @@ FAILED_DIR = "failed"  # the executed notebook of the last failed run of a chapt
 RUN_RECORD = "run.json"
 MODELS_DIR = "models"  # the claims run on the other models, one folder each: models/<label>/{book,results}/
 CACHE_DIR = "cache"  # head scores shared by the chapters (IHLIB_SCORE_CACHE); kept between runs, keyed by weights
-TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+ \[")  # `shuffle QK: 40%|####      | 2/5 [00:01<00:02, 1.9it/s]`
 KERNEL_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # model-loading bars are noise on a page
     "TQDM_DISABLE": "1",  # progress bars stay on the runner's terminal, never on a page
@@ -183,153 +191,6 @@ def chapter_notebooks(root: Path) -> list[Path]:
 def chapter_name(notebook: Path) -> str:
     """Return a chapter's name: its file stem, e.g. `00_finding_heads`."""
     return Path(notebook).stem
-
-
-def parse_param(text: str) -> tuple[str, object]:
-    """Parse `name=value` into `(name, value)`, the value read as YAML (`n=3` -> 3, `m=null` -> None)."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not name.isidentifier():
-        raise BookError(f"--param expects name=value with a Python identifier as name, got {text!r}.")
-    try:
-        return name, yaml.safe_load(value)
-    except yaml.YAMLError as err:
-        raise BookError(f"--param {name}: the value {value!r} is not valid YAML ({err}).") from err
-
-
-def load_params_file(path: str | Path) -> dict[str, object]:
-    """Read a YAML mapping of parameter names to values from `path`."""
-    path = Path(path)
-    if not path.is_file():
-        raise BookError(f"Parameter file {path} does not exist.")
-    try:
-        params = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise BookError(f"Parameter file {path} is not valid YAML{_yaml_position(err)}.") from err
-    if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() for k in params):
-        raise BookError(f"Parameter file {path} must be a YAML mapping of parameter names to values.")
-    return params
-
-
-def _yaml_position(err: yaml.YAMLError) -> str:
-    """Return " at line L, column C: problem" (1-based) for a PyYAML error, or ": message" when it has no mark."""
-    mark = getattr(err, "problem_mark", None)
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    if mark is None:
-        return f": {problem}"
-    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
-
-
-def shared_parameters(
-    params_file: str | Path | None = None, param_args: list[str] | tuple[str, ...] = (), model: str | None = None
-) -> dict[str, object]:
-    """Merge the parameter file, then `--param` values, then `--model` (later wins) into one mapping."""
-    params = load_params_file(params_file) if params_file else {}
-    params.update(parse_param(text) for text in param_args)
-    if model is not None:
-        params["model_name"] = model
-    return params
-
-
-def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
-    """Return `shared` with a `model_name` that is an existing local path made absolute (chapters run in the build
-    folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
-    model = shared.get("model_name")
-    if not isinstance(model, str) or not Path(model).exists():
-        return shared
-    check_local_model(model)
-    return {**shared, "model_name": str(Path(model).resolve())}
-
-
-def declared_parameters(notebook: Path) -> dict[str, object]:
-    """Return the names declared in the notebook's `parameters` cell with their defaults (None if not a literal)."""
-    return {name: _literal(info["default"]) for name, info in papermill.inspect_notebook(str(notebook)).items()}
-
-
-def _literal(source: str) -> object:
-    """Return the Python literal written in `source`, or None when it is an expression."""
-    try:
-        return ast.literal_eval(source)
-    except (ValueError, SyntaxError):
-        return None
-
-
-def check_parameters(shared: dict[str, object], declared: dict[str, dict[str, object]]) -> None:
-    """Raise on shared names that no chapter declares, or that are per chapter; `declared` maps chapter -> names."""
-    per_chapter = sorted(set(shared) & set(PER_CHAPTER_PARAMETERS))
-    if per_chapter:
-        raise BookError(
-            f"{', '.join(per_chapter)} is set per chapter and cannot be shared; use --build-dir to move results."
-        )
-    known = set().union(*declared.values()) if declared else set()
-    unknown = sorted(set(shared) - known)
-    if unknown:
-        raise BookError(
-            f"No chapter declares the parameter(s) {', '.join(unknown)}. "
-            f"Declared parameters: {', '.join(sorted(known - set(PER_CHAPTER_PARAMETERS)))}."
-        )
-
-
-def parameters_for(shared: dict[str, object], declared: set[str] | dict[str, object]) -> dict[str, object]:
-    """Return the part of `shared` that a notebook declaring `declared` accepts."""
-    return {name: value for name, value in shared.items() if name in declared}
-
-
-def typed_parameters(params: dict[str, object], defaults: dict[str, object], *, chapter: str) -> dict[str, object]:
-    """Return `params` with each value converted to the type of its default in `chapter` (see `typed_parameter`)."""
-    return {name: typed_parameter(name, value, defaults[name], chapter=chapter) for name, value in params.items()}
-
-
-TYPE_HINTS = {
-    bool: "true or false",
-    int: "an integer such as 20 or 1e3",
-    float: "a number such as 0.5 or 1e-3",
-    str: "a string (quote digits: '\"123\"')",
-    list: "a list such as [2, 3]",
-    tuple: "a list such as [2, 3]",
-    dict: "a mapping such as {a: 1}",
-}
-
-
-def typed_parameter(name: str, value: object, default: object, *, chapter: str) -> object:
-    """Return `value` as the type of `default` (text such as "1e3" read as a number; an integral number as an int
-    where the default is an int), unchanged where the default is None; raise ParameterError naming both otherwise."""
-    if default is None:
-        return value
-    kind = type(default)
-    typed = _converted(value, kind)
-    if typed is None:
-        raise ParameterError(
-            f"parameter {name}={value!r}: the default in {chapter} is {default!r} ({kind.__name__}), "
-            f"so use {TYPE_HINTS.get(kind, f'a {kind.__name__}')}."
-        )
-    return typed
-
-
-def _converted(value: object, kind: type) -> object | None:
-    """Return `value` as an instance of `kind` where that loses nothing, else None."""
-    if kind in (int, float):
-        number = _as_number(value)
-        if number is None or (kind is int and not float(number).is_integer()):
-            return None
-        return int(number) if kind is int else float(number)
-    if kind in (list, tuple) and isinstance(value, list | tuple):
-        return kind(value)
-    return value if isinstance(value, kind) else None
-
-
-def _as_number(value: object) -> int | float | None:
-    """Return `value` if it is an int or float (not a bool), the float that text such as "1e3" spells, else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return value
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
 
 
 def select_chapters(notebooks: list[Path], only: list[str] | None) -> list[Path]:
@@ -411,44 +272,6 @@ def kernel_environment(*, score_cache: Path, threads: int) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def tidy_stream_outputs(notebook: Path) -> None:
-    """Merge consecutive stream outputs per cell, apply carriage returns, and drop tqdm bars written to stderr (a
-    progress bar made with an explicit `disable=False` ignores TQDM_DISABLE; it belongs on a terminal, not a page)."""
-    nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = merged_streams(cell.outputs)
-    nbformat.write(nb, notebook)
-
-
-def merged_streams(outputs: list) -> list:
-    """Return `outputs` with consecutive streams of one name joined and their text shown as a terminal would."""
-    merged = []
-    for output in outputs:
-        previous = merged[-1] if merged else None
-        if output.output_type == "stream" and previous is not None and previous.get("name") == output.name:
-            previous.text += output.text
-        else:
-            merged.append(output)
-    for output in merged:
-        if output.output_type == "stream":
-            output.text = terminal_text(output.text)
-        if output.output_type == "stream" and output.name == "stderr":
-            output.text = "".join(line for line in output.text.splitlines(True) if not TQDM_BAR.search(line))
-    return [output for output in merged if output.output_type != "stream" or output.text.strip()]
-
-
-def terminal_text(text: str) -> str:
-    """Return `text` as a terminal shows it: each line keeps only what its last carriage return wrote."""
-    return "\n".join(_last_rewrite(line) for line in text.split("\n"))
-
-
-def _last_rewrite(line: str) -> str:
-    """Return the last non-empty `\\r`-separated part of `line` (the whole line when it has no `\\r`)."""
-    parts = [part for part in line.split("\r") if part]
-    return parts[-1] if parts else ""
 
 
 def build_site(source: Path, html: Path) -> float:
@@ -807,49 +630,6 @@ def mark_failed(results: Path, failure: ChapterFailed, page: dict[str, object]) 
         "notebook": str(failure.notebook),
     }
     (results / FAILED_MARKER).write_text(json.dumps({**marker, **page}, indent=1))
-
-
-def page_record(parameters: dict[str, object], defaults: dict[str, object], date: str) -> dict[str, object]:
-    """What built a page: the run's date, the model (None for a page without `model_name`) and the parameters."""
-    if "model_name" not in defaults:
-        label = None
-    else:
-        label = parameters.get("model_name", defaults["model_name"]) or "ihlib-default (the embedded default model)"
-    return {"date": date, "model": label, "parameters": parameters}
-
-
-def provenance_text(page: dict[str, object]) -> str:
-    """One Markdown line saying which run built a page: date, model and the parameters given (others: defaults)."""
-    given = ", ".join(f"`{name}={value!r}`" for name, value in page["parameters"].items() if name != "model_name")
-    params = f"parameters {given} (the others: the chapter's defaults)" if given else "the chapter's default parameters"
-    model = f"model `{page['model']}` and " if page["model"] else ""
-    return f"*Built by `python -m ihlib.book` on {page['date']} with {model}{params}.*"
-
-
-DATA_SUFFIXES = (".json", ".npz")
-
-
-def data_links_text(notebook: Path, results: Path) -> str:
-    """Markdown that offers a chapter's saved data (JSON, NPZ under `results`) and its executed notebook for download,
-    with links relative to the page (`book/NN.ipynb` beside `results/NN/`); empty of data links when none was saved."""
-    files = sorted(
-        p for p in results.rglob("*") if p.is_file() and p.suffix in DATA_SUFFIXES and p.name != MODEL_RECORD
-    )
-    links = [_download(p.relative_to(results).as_posix(), f"../results/{results.name}/") for p in files]
-    data = f"Its saved data: {', '.join(links)}. " if links else ""
-    return f"\n\n{data}The executed notebook: {_download(notebook.name, '')}."
-
-
-def _download(name: str, folder: str) -> str:
-    """A MyST download link to `folder + name`, shown as `name` (Sphinx copies the file into the site)."""
-    return f"{{download}}`{name} <{folder}{name}>`"
-
-
-def add_provenance_cell(notebook: Path, text: str) -> None:
-    """Insert a Markdown cell tagged `provenance` holding `text` after the notebook's first (title) cell."""
-    nb = nbformat.read(notebook, as_version=4)
-    nb.cells.insert(1, nbformat.v4.new_markdown_cell(text, metadata={"tags": ["provenance"]}))
-    nbformat.write(nb, notebook)
 
 
 def load_run_record(build_dir: Path) -> dict[str, dict]:

@@ -22,23 +22,18 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from ihlib.book import (
     ChapterJob,
     chapter_notebooks,
-    check_parameters,
     embedded_models,
     longest_first,
     main,
-    merged_streams,
     model_places,
     other_models_of,
-    parameters_for,
     parse_args,
-    parse_param,
     run_book,
     select_chapters,
-    shared_parameters,
-    terminal_text,
     toc_files,
-    typed_parameter,
 )
+from ihlib.book_pages import merged_streams, terminal_text
+from ihlib.book_params import check_parameters, parameters_for, parse_param, shared_parameters, typed_parameter
 from ihlib.errors import BookError, IHLibError, ParameterError
 from ihlib.verdicts import collect_verdicts
 
