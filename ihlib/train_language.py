@@ -57,7 +57,8 @@ class LanguageTrainConfig:
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
     copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all
-    alternate_copy_layers: tuple[int, ...] = ()
+    alternate_copy_layers: tuple[int, ...] = ()  # copy rows of step s also silence all of layer [s % len]
+    silent_copy_layers: tuple[int, ...] = ()  # copy rows always silence all heads of these layers
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 
@@ -69,8 +70,9 @@ class LanguageTrainConfig:
             raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
         if self.copy_heads is not None and not 1 <= self.copy_heads <= self.n_head:
             raise IHLibError(f"copy_heads={self.copy_heads} must lie in 1..n_head={self.n_head}.")
-        if any(not 0 <= layer < self.n_layer for layer in self.alternate_copy_layers):
-            raise IHLibError(f"alternate_copy_layers={self.alternate_copy_layers} must lie in 0..{self.n_layer - 1}.")
+        for name in ("alternate_copy_layers", "silent_copy_layers"):
+            if any(not 0 <= layer < self.n_layer for layer in getattr(self, name)):
+                raise IHLibError(f"{name}={getattr(self, name)} must lie in 0..{self.n_layer - 1}.")
         self.copy_task(1)
 
     @property
@@ -92,12 +94,14 @@ class LanguageTrainConfig:
         )
 
     def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
-        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, and one alternating layer."""
+        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, the silent layers, and
+        the alternating layer of this step."""
         first = self.n_head if self.copy_heads is None else self.copy_heads
         silenced = {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
+        layers = set(self.silent_copy_layers)
         if self.alternate_copy_layers:
-            layer = self.alternate_copy_layers[step % len(self.alternate_copy_layers)]
-            silenced |= {(layer, head) for head in range(self.n_head)}
+            layers.add(self.alternate_copy_layers[step % len(self.alternate_copy_layers)])
+        silenced |= {(layer, head) for layer in layers for head in range(self.n_head)}
         return sorted(silenced)
 
     def gpt2_config(self) -> GPT2Config:
@@ -110,7 +114,8 @@ class LanguageTrainConfig:
 def config_from_record(record: dict) -> LanguageTrainConfig:
     """Rebuild the training configuration from `training.json`'s `"train_config"` mapping."""
     fields = dict(record)
-    fields["alternate_copy_layers"] = tuple(fields.get("alternate_copy_layers", ()))
+    for name in ("alternate_copy_layers", "silent_copy_layers"):
+        fields[name] = tuple(fields.get(name, ()))
     return LanguageTrainConfig(**{**fields, "language": LanguageConfig(**fields["language"])})
 
 
