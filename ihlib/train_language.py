@@ -59,6 +59,7 @@ class LanguageTrainConfig:
     copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all
     alternate_copy_layers: tuple[int, ...] = ()  # copy rows of step s also silence all of layer [s % len]
     silent_copy_layers: tuple[int, ...] = ()  # copy rows always silence all heads of these layers
+    silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = ()  # (first step, cycle of layer sets)
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 
@@ -73,6 +74,11 @@ class LanguageTrainConfig:
         for name in ("alternate_copy_layers", "silent_copy_layers"):
             if any(not 0 <= layer < self.n_layer for layer in getattr(self, name)):
                 raise IHLibError(f"{name}={getattr(self, name)} must lie in 0..{self.n_layer - 1}.")
+        phase_layers = [layer for _, cycle in self.silence_phases for layers in cycle for layer in layers]
+        if any(not 0 <= layer < self.n_layer for layer in phase_layers) or any(
+            not cycle for _, cycle in self.silence_phases
+        ):
+            raise IHLibError(f"silence_phases={self.silence_phases}: give cycles of layers in 0..{self.n_layer - 1}.")
         self.copy_task(1)
 
     @property
@@ -94,13 +100,16 @@ class LanguageTrainConfig:
         )
 
     def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
-        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, the silent layers, and
-        the alternating layer of this step."""
+        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, the silent layers, the
+        alternating layer of this step, and this step's layer set in the cycle of the latest started silence phase."""
         first = self.n_head if self.copy_heads is None else self.copy_heads
         silenced = {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
         layers = set(self.silent_copy_layers)
         if self.alternate_copy_layers:
             layers.add(self.alternate_copy_layers[step % len(self.alternate_copy_layers)])
+        started = [cycle for first, cycle in self.silence_phases if first <= step]
+        if started:
+            layers.update(started[-1][step % len(started[-1])])
         silenced |= {(layer, head) for layer in layers for head in range(self.n_head)}
         return sorted(silenced)
 
@@ -116,6 +125,9 @@ def config_from_record(record: dict) -> LanguageTrainConfig:
     fields = dict(record)
     for name in ("alternate_copy_layers", "silent_copy_layers"):
         fields[name] = tuple(fields.get(name, ()))
+    fields["silence_phases"] = tuple(
+        (first, tuple(tuple(layers) for layers in cycle)) for first, cycle in fields.get("silence_phases", ())
+    )
     return LanguageTrainConfig(**{**fields, "language": LanguageConfig(**fields["language"])})
 
 

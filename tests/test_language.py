@@ -142,13 +142,22 @@ def test_the_evaluation_record_counts_every_head_once_per_layer():
 
 def test_silenced_heads_are_heads_past_copy_heads_and_one_alternating_layer():
     """`copy_heads=1` silences head 1 of each layer; `alternate_copy_layers` adds all of layer 0, then of layer 1;
-    `silent_copy_layers` adds its layers at every step."""
+    `silent_copy_layers` adds its layers at every step; `silence_phases` cycles layer sets from each phase's step."""
     cfg = dataclasses.replace(TINY, copy_heads=1, alternate_copy_layers=(0, 1))
     assert cfg.copy_row_silenced_heads(0) == [(0, 0), (0, 1), (1, 1)]
     assert cfg.copy_row_silenced_heads(1) == [(0, 1), (1, 0), (1, 1)]
     assert TINY.copy_row_silenced_heads(0) == []
     always = dataclasses.replace(TINY, copy_heads=1, silent_copy_layers=(1,))
     assert always.copy_row_silenced_heads(0) == always.copy_row_silenced_heads(1) == [(0, 1), (1, 0), (1, 1)]
+    phased = dataclasses.replace(TINY, silence_phases=((0, ((1,),)), (2, ((0,), (1,)))))
+    assert [phased.copy_row_silenced_heads(step) for step in (0, 1, 2, 3)] == [
+        [(1, 0), (1, 1)],
+        [(1, 0), (1, 1)],
+        [(0, 0), (0, 1)],
+        [(1, 0), (1, 1)],
+    ]
+    with pytest.raises(IHLibError, match="silence_phases"):
+        dataclasses.replace(TINY, silence_phases=((0, ()),))
     with pytest.raises(IHLibError, match="copy_heads=3"):
         dataclasses.replace(TINY, copy_heads=3)
     with pytest.raises(IHLibError, match="alternate_copy_layers"):
