@@ -87,8 +87,9 @@ def _zscore_heatmap(result: QKOVZScores) -> plt.Figure:
         cbar_kws={"label": "diagonal z-score\n(dashed: random pairs' 95th pct;\ndotted: z = 2)"},
     )
     colour_bar = ax.collections[0].colorbar.ax
-    colour_bar.axhline(q95, color="black", linestyle="--", linewidth=1.5)
-    colour_bar.axhline(SEED_Z_THRESHOLD, color="tab:blue", linestyle=":", linewidth=2)
+    outline = [patheffects.withStroke(linewidth=4, foreground="white")]
+    colour_bar.axhline(q95, color="black", linestyle="--", linewidth=1.5, path_effects=outline)
+    colour_bar.axhline(SEED_Z_THRESHOLD, color="tab:blue", linestyle=":", linewidth=2, path_effects=outline)
     for i, j in zip(*np.nonzero(~result.composable), strict=True):
         ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="///", edgecolor="grey", linewidth=0))
     ax.tick_params(axis="x", labelrotation=0 if k1 <= 8 else 90)
