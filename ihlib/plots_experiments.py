@@ -1,10 +1,15 @@
-"""Figures of the intervention experiments (claims 3 and 4): curves with 95% bands across repetitions."""
+"""Figures of the intervention experiments (claims 3 and 4): curves with 95% bands across repetitions.
+
+Every figure is at most `PAGE_WIDTH_IN` wide with text of at least 9 pt, so that it stays legible when the page
+shows it at full width: the error and probability panels are stacked (error above), with one legend below them.
+"""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ihlib.plots_teaching import FONT_PT, PAGE_WIDTH_IN, fit_lines
 from ihlib.projection import ProjectionResult
 from ihlib.shuffling import ShuffleControls, ShuffleResult, ShuffleSweep
 from ihlib.tables import repetition_table
@@ -22,6 +27,24 @@ COLORS = {
     "random heads": "tab:red",
 }
 METRICS = (("err", "Top-1 error"), ("prob", "P(correct next token)"))
+PANEL_HEIGHT_IN = 2.8
+
+
+def _two_panels(*, sharex: bool) -> tuple[plt.Figure, np.ndarray]:
+    """A page-wide figure with two panels stacked, room left below them for the legend."""
+    size = (PAGE_WIDTH_IN, 2 * PANEL_HEIGHT_IN + 1.6)
+    return plt.subplots(2, 1, figsize=size, sharex=sharex, layout="constrained")
+
+
+def _finish(fig: plt.Figure, axs: np.ndarray, title: str) -> plt.Figure:
+    """Gather the panels' legend entries (each label once) below them and set the bold title, broken to fit."""
+    entries = {}
+    for ax in axs:
+        entries |= {label: handle for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    ncol = min(3, len(entries))
+    fig.legend(entries.values(), entries.keys(), loc="outside lower center", ncol=ncol, frameon=False)
+    fig.suptitle(fit_lines(title, bold=True), fontsize=FONT_PT + 1, weight="bold")
+    return fig
 
 
 def _band(ax: plt.Axes, x: np.ndarray, stats: dict, label: str, style: str = "-o") -> None:
@@ -32,31 +55,29 @@ def _band(ax: plt.Axes, x: np.ndarray, stats: dict, label: str, style: str = "-o
 
 
 def plot_by_position(positions: np.ndarray, by_position: dict, chance: float, title: str) -> plt.Figure:
-    """Plot error and probability by query position, one curve and 95% band per condition.
+    """Plot error (top) and probability (bottom) by query position, one curve and 95% band per condition.
 
     `by_position[condition][metric]` holds `mean`, `low`, `high` arrays `(n_positions,)`; `chance` is 1/vocab.
     """
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axs = _two_panels(sharex=True)
     for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
         for condition, stats in by_position.items():
             _band(ax, positions, stats[metric], condition)
         level = 1 - chance if metric == "err" else chance
         ax.axhline(level, color="gray", linestyle=":", label="chance")
-        ax.set_xlabel("Query position t (predicting token t+1)", weight="bold")
         ax.set_ylabel(ylabel, weight="bold")
         ax.set_ylim(-0.02, 1.02)
-    axs[0].legend()
-    fig.suptitle(title, weight="bold")
-    return fig
+    axs[1].set_xlabel("Query position t (predicting token t+1)", weight="bold")
+    return _finish(fig, axs, title)
 
 
 def plot_over_k(Ks: list[int], summary: dict, n_counting: list, title: str) -> plt.Figure:
-    """Plot mean error and probability against K with 95% intervals, one series per condition.
+    """Plot mean error (top) and probability (bottom) against K with 95% intervals, one series per condition.
 
     `summary[condition][metric]` holds `mean`, `low`, `high` arrays `(n_K,)`; tick labels show how many of
     the K heads count as heads of their kind (`n_counting` entries are None when not given).
     """
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axs = _two_panels(sharex=True)
     x = np.asarray(Ks, dtype=float)
     offsets = np.linspace(-0.15, 0.15, len(summary))
     ticks = [f"{K}" if n is None else f"{K}\n({n})" for K, n in zip(Ks, n_counting, strict=True)]
@@ -66,22 +87,21 @@ def plot_over_k(Ks: list[int], summary: dict, n_counting: list, title: str) -> p
             err = np.abs(np.stack([s["mean"] - s["low"], s["high"] - s["mean"]]))
             ax.errorbar(x + offset, s["mean"], yerr=err, fmt="-o", capsize=3, color=COLORS.get(condition))
             ax.plot([], [], "-o", color=COLORS.get(condition), label=condition)
-        ax.set_xticks(x, ticks)
-        ax.set_xlabel("K heads edited (of which count as heads of their kind)", weight="bold")
-        ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
+        ax.set_ylabel(f"{ylabel},\nmean over samples", weight="bold")
         ax.set_ylim(-0.02, 1.02)
-    axs[0].legend()
-    fig.suptitle(title, weight="bold")
-    return fig
+    axs[1].set_xticks(x, ticks)
+    axs[1].set_xlabel("K heads edited (of which count as heads of their kind)", weight="bold")
+    return _finish(fig, axs, title)
 
 
 def plot_rank_sweep(ranks: list[int], summary: dict, title: str) -> plt.Figure:
-    """Plot mean error and probability against the projected rank, common vs random subspace, with 95% bands.
+    """Plot mean error (top) and probability (bottom) against the projected rank, common vs random subspace, with
+    95% bands.
 
     `summary[condition][metric]` holds `mean`, `low`, `high` arrays `(n_ranks,)`; rank 0 is the unedited
     model, drawn as a dashed line.
     """
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axs = _two_panels(sharex=True)
     x = np.asarray(ranks)
     for ax, (metric, ylabel) in zip(axs, METRICS, strict=True):
         for condition, stats in summary.items():
@@ -89,23 +109,21 @@ def plot_rank_sweep(ranks: list[int], summary: dict, title: str) -> plt.Figure:
         unedited = next(iter(summary.values()))[metric]
         ax.axhline(unedited["mean"][0], color="black", linestyle="--", label="unedited")
         ax.axhspan(unedited["low"][0], unedited["high"][0], color="black", alpha=0.08)
-        ax.set_xlabel("Rank of the projected subspace", weight="bold")
-        ax.set_ylabel(f"{ylabel}, mean over samples", weight="bold")
+        ax.set_ylabel(f"{ylabel},\nmean over samples", weight="bold")
         ax.set_ylim(-0.02, 1.02)
-    axs[0].legend()
-    fig.suptitle(title, weight="bold")
-    return fig
+    axs[1].set_xlabel("Rank of the projected subspace", weight="bold")
+    return _finish(fig, axs, title)
 
 
 def plot_repetitions(sweep: ShuffleSweep, real: list, *, title: str, seed: int = 0) -> dict[str, plt.Figure]:
-    """Plot each repetition's error: against K (left) and against the number of intact counting heads (right).
+    """Plot each repetition's error: against K (top) and against the number of intact counting heads (bottom).
 
     `real`: the heads that count as heads of the sweep's kind (`heads.counting_heads`). Points are jittered
     sideways (seeded) so that equal values stay visible; lines join the means.
     """
     table, n_real, kind, component = repetition_table(sweep, real), len(real), sweep.kind, sweep.component
     rng = np.random.default_rng(seed)
-    fig, axs = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axs = _two_panels(sharex=False)
     conditions = list(dict.fromkeys(table["condition"]))
     offsets = dict(zip(conditions, np.linspace(-0.2, 0.2, len(conditions)), strict=True))
     unedited = table.loc[table["condition"] == "original", "err"].mean()
@@ -123,12 +141,9 @@ def plot_repetitions(sweep: ShuffleSweep, real: list, *, title: str, seed: int =
     axs[1].set_xticks(range(n_real + 1))
     for ax in axs:
         ax.axhline(unedited, color="black", linestyle=":", label="unedited (mean)")
-        ax.set_ylabel("Top-1 error of one repetition", weight="bold")
+        ax.set_ylabel("Top-1 error of\none repetition", weight="bold")
         ax.set_ylim(-0.02, 1.02)
-    fig.legend(*axs[0].get_legend_handles_labels(), loc="lower center", ncol=5, frameon=False)
-    fig.suptitle(title, weight="bold")
-    fig.subplots_adjust(bottom=0.24)
-    return {f"repetitions_{component}": fig}
+    return {f"repetitions_{component}": _finish(fig, axs, title)}
 
 
 def plot_stack_energy(S: np.ndarray, ranks: list[int], *, title: str) -> dict[str, plt.Figure]:
@@ -138,7 +153,7 @@ def plot_stack_energy(S: np.ndarray, ranks: list[int], *, title: str) -> dict[st
     """
     S = np.asarray(S, dtype=float)
     r = np.arange(1, len(S) + 1)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 4.5), layout="constrained")
     ax.plot(r, np.cumsum(S**2) / np.sum(S**2), "-", color="tab:blue", label="stacked W_QK of the induction heads")
     ax.plot(r, r / len(S), "--", color="gray", label="energy spread evenly (no preferred directions)")
     for rank in ranks:
@@ -147,7 +162,7 @@ def plot_stack_energy(S: np.ndarray, ranks: list[int], *, title: str) -> dict[st
     ax.set_ylabel("Share of squared singular values", weight="bold")
     ax.set_ylim(0, 1.02)
     ax.legend()
-    ax.set_title(title, weight="bold")
+    ax.set_title(fit_lines(title, bold=True), fontsize=FONT_PT + 1, weight="bold")
     return {"stack_energy": fig}
 
 
@@ -192,15 +207,15 @@ def plot_shuffle_controls(result: ShuffleControls) -> dict[str, plt.Figure]:
     means = np.array([float(summary[c]["err_change"]["mean"]) for c in conditions])
     lows = np.array([float(summary[c]["err_change"]["low"]) for c in conditions])
     highs = np.array([float(summary[c]["err_change"]["high"]) for c in conditions])
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(conditions) + 1.6))
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH_IN, 0.5 * len(conditions) + 1.8), layout="constrained")
     y = np.arange(len(conditions))
     errors = np.abs(np.stack([means - lows, highs - means]))
     ax.barh(y, means, xerr=np.nan_to_num(errors), color=[COLORS.get(c, "gray") for c in conditions], capsize=3)
     ax.set_yticks(y, conditions)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel("change in top-1 copying error (mean, 95% interval over repetitions)", weight="bold")
+    ax.set_xlabel("change in top-1 copying error (mean, 95% interval)", weight="bold")
     layers = ", ".join(map(str, result.layers))
     absent = f"\nabsent: {', '.join(result.absent)}" if result.absent else ""
-    ax.set_title(f"{result.component} of {len(result.heads)} {result.kind} heads (layer(s) {layers}){absent}")
-    fig.tight_layout()
+    title = f"{result.component} of {len(result.heads)} {result.kind} heads (layer(s) {layers}){absent}"
+    fig.suptitle(fit_lines(title), fontsize=FONT_PT + 1)
     return {result.name: fig}
