@@ -1,9 +1,12 @@
 """Train the embedded language model: a small GPT-2 on a synthetic language, with copy-task rows mixed in.
 
 Run `python -m ihlib.train_language` to retrain it (seeded, CPU) into `ihlib/language_model/`.
-Each batch holds `copy_fraction` rows of the copy task (a random segment repeated after a random prefix,
-loss on the repeated tokens only, as for the copy model) and documents of `ihlib.language` (loss on every
-token); head scores are recorded at checkpoints, so the phase change in which induction forms is on file.
+The first `copy_only_steps` batches are the copy task alone (a random segment repeated after a random prefix,
+loss on the repeated tokens only, as for the copy model); after that each batch holds `copy_fraction` rows of it
+and documents of `ihlib.language` (loss on every token). Head scores are recorded at checkpoints, so the phase
+change in which induction forms is on file. For curricula (tried in `scripts/sweep_language.py`, not in the
+shipped recipe), `copy_heads` lets only some heads of each layer run on the copy rows, and `silence_phases`
+switches whole layers off there by step.
 """
 
 from __future__ import annotations
@@ -56,10 +59,10 @@ class LanguageTrainConfig:
     long_prefix_fraction: float = 0.5
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
-    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all
-    alternate_copy_layers: tuple[int, ...] = ()  # copy rows of step s also silence all of layer [s % len]
-    silent_copy_layers: tuple[int, ...] = ()  # copy rows always silence all heads of these layers
-    silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = ()  # (first step, cycle of layer sets)
+    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all heads
+    all_heads_copy_from: int | None = None  # from this step on every head sees the copy rows (None: never)
+    silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = ()  # (first step, cycle of layer sets):
+    # copy rows of step s silence every head of the layer set s % len(cycle) of the latest started phase
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 
@@ -71,9 +74,6 @@ class LanguageTrainConfig:
             raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
         if self.copy_heads is not None and not 1 <= self.copy_heads <= self.n_head:
             raise IHLibError(f"copy_heads={self.copy_heads} must lie in 1..n_head={self.n_head}.")
-        for name in ("alternate_copy_layers", "silent_copy_layers"):
-            if any(not 0 <= layer < self.n_layer for layer in getattr(self, name)):
-                raise IHLibError(f"{name}={getattr(self, name)} must lie in 0..{self.n_layer - 1}.")
         phase_layers = [layer for _, cycle in self.silence_phases for layers in cycle for layer in layers]
         if any(not 0 <= layer < self.n_layer for layer in phase_layers) or any(
             not cycle for _, cycle in self.silence_phases
@@ -100,16 +100,14 @@ class LanguageTrainConfig:
         )
 
     def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
-        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads`, the silent layers, the
-        alternating layer of this step, and this step's layer set in the cycle of the latest started silence phase."""
-        first = self.n_head if self.copy_heads is None else self.copy_heads
+        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads` in every layer (until
+        `all_heads_copy_from`), and every head of the layers that the latest started phase of `silence_phases`
+        silences at this step."""
+        late = self.all_heads_copy_from is not None and step >= self.all_heads_copy_from
+        first = self.n_head if self.copy_heads is None or late else self.copy_heads
         silenced = {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
-        layers = set(self.silent_copy_layers)
-        if self.alternate_copy_layers:
-            layers.add(self.alternate_copy_layers[step % len(self.alternate_copy_layers)])
-        started = [cycle for first, cycle in self.silence_phases if first <= step]
-        if started:
-            layers.update(started[-1][step % len(started[-1])])
+        started = [cycle for start, cycle in self.silence_phases if start <= step]
+        layers = started[-1][step % len(started[-1])] if started else ()
         silenced |= {(layer, head) for layer in layers for head in range(self.n_head)}
         return sorted(silenced)
 
@@ -123,8 +121,6 @@ class LanguageTrainConfig:
 def config_from_record(record: dict) -> LanguageTrainConfig:
     """Rebuild the training configuration from `training.json`'s `"train_config"` mapping."""
     fields = dict(record)
-    for name in ("alternate_copy_layers", "silent_copy_layers"):
-        fields[name] = tuple(fields.get(name, ()))
     fields["silence_phases"] = tuple(
         (first, tuple(tuple(layers) for layers in cycle)) for first, cycle in fields.get("silence_phases", ())
     )

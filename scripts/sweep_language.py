@@ -18,7 +18,7 @@ import torch
 from ihlib.language import LanguageConfig
 from ihlib.train_language import LanguageTrainConfig, evaluate, train_language
 
-BASE = LanguageTrainConfig()
+BASE = LanguageTrainConfig(copy_only_steps=0, copy_heads=None, silence_phases=())  # first sweeps: mixed, all heads copy
 LANG = LanguageConfig()
 VARIANTS: dict[str, LanguageTrainConfig] = {
     "base_s0": BASE,
@@ -52,6 +52,29 @@ VARIANTS |= {
         COPY_FIRST, language=dataclasses.replace(LANG, names_per_doc=8, name_rate=0.15, copy_rate=0.8)
     ),
     "copyfirst_nocopyafter_s0": dataclasses.replace(COPY_FIRST, copy_fraction=0.0),
+}
+
+HEADS4 = dataclasses.replace(BASE, copy_heads=4)  # CPU trials of 2026-11-27: heads 4-7 never see copy rows
+THREE_PHASES = dataclasses.replace(
+    HEADS4,
+    copy_only_steps=2250,
+    all_heads_copy_from=3250,
+    silence_phases=((0, ((2,), (3,))), (750, ((1,),)), (2250, ((1,), (2, 3)))),
+)
+VARIANTS |= {
+    "heads4_alt23_s0": dataclasses.replace(HEADS4, copy_only_steps=1250, silence_phases=((0, ((2,), (3,))),)),
+    "heads4_alt123_s0": dataclasses.replace(HEADS4, copy_only_steps=1250, silence_phases=((0, ((1,), (2,), (3,))),)),
+    "heads4_no1_alt23_s0": dataclasses.replace(HEADS4, copy_only_steps=1250, silence_phases=((0, ((1, 2), (1, 3))),)),
+    "heads4_no1_alt23_long_s1": dataclasses.replace(
+        HEADS4, copy_only_steps=2000, silence_phases=((0, ((1, 2), (1, 3))),), seed=1
+    ),
+    "heads4_no23_then_no1_s0": dataclasses.replace(
+        HEADS4, copy_only_steps=1500, silence_phases=((0, ((2, 3),)), (750, ((1,),)), (1500, ((1,), (2, 3))))
+    ),
+    "heads4_three_phases_s0": dataclasses.replace(THREE_PHASES, all_heads_copy_from=None),
+    "heads4_three_phases_s1": dataclasses.replace(THREE_PHASES, all_heads_copy_from=None, seed=1),
+    "three_phases_all_heads_from_3250_s0": THREE_PHASES,
+    "three_phases_all_heads_from_2750_s0": dataclasses.replace(THREE_PHASES, all_heads_copy_from=2750),
 }
 
 

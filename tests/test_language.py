@@ -100,6 +100,8 @@ TINY = LanguageTrainConfig(
     max_seg=10,
     copy_only_steps=2,
     checkpoint_every=3,
+    copy_heads=None,
+    silence_phases=(),
     language=SMALL,
 )
 
@@ -140,28 +142,38 @@ def test_the_evaluation_record_counts_every_head_once_per_layer():
     assert 0.0 <= record["copy_accuracy"] <= 1.0 and record["bigram_entropy"] < record["unigram_entropy"]
 
 
-def test_silenced_heads_are_heads_past_copy_heads_and_one_alternating_layer():
-    """`copy_heads=1` silences head 1 of each layer; `alternate_copy_layers` adds all of layer 0, then of layer 1;
-    `silent_copy_layers` adds its layers at every step; `silence_phases` cycles layer sets from each phase's step."""
-    cfg = dataclasses.replace(TINY, copy_heads=1, alternate_copy_layers=(0, 1))
-    assert cfg.copy_row_silenced_heads(0) == [(0, 0), (0, 1), (1, 1)]
-    assert cfg.copy_row_silenced_heads(1) == [(0, 1), (1, 0), (1, 1)]
-    assert TINY.copy_row_silenced_heads(0) == []
-    always = dataclasses.replace(TINY, copy_heads=1, silent_copy_layers=(1,))
-    assert always.copy_row_silenced_heads(0) == always.copy_row_silenced_heads(1) == [(0, 1), (1, 0), (1, 1)]
-    phased = dataclasses.replace(TINY, silence_phases=((0, ((1,),)), (2, ((0,), (1,)))))
-    assert [phased.copy_row_silenced_heads(step) for step in (0, 1, 2, 3)] == [
-        [(1, 0), (1, 1)],
-        [(1, 0), (1, 1)],
-        [(0, 0), (0, 1)],
-        [(1, 0), (1, 1)],
+def test_silenced_heads_are_heads_past_copy_heads_and_the_layers_of_the_current_phase():
+    """`copy_heads=1` silences head 1 of each layer; `silence_phases` adds, from each phase's first step, the layer
+    set of its cycle at `step % len(cycle)`."""
+    cfg = dataclasses.replace(TINY, copy_heads=1, silence_phases=((0, ((1,),)), (2, ((0,), (1,)))))
+    assert [cfg.copy_row_silenced_heads(step) for step in (0, 1, 2, 3)] == [
+        [(0, 1), (1, 0), (1, 1)],
+        [(0, 1), (1, 0), (1, 1)],
+        [(0, 0), (0, 1), (1, 1)],
+        [(0, 1), (1, 0), (1, 1)],
     ]
-    with pytest.raises(IHLibError, match="silence_phases"):
-        dataclasses.replace(TINY, silence_phases=((0, ()),))
+    assert TINY.copy_row_silenced_heads(0) == []
     with pytest.raises(IHLibError, match="copy_heads=3"):
         dataclasses.replace(TINY, copy_heads=3)
-    with pytest.raises(IHLibError, match="alternate_copy_layers"):
-        dataclasses.replace(TINY, alternate_copy_layers=(2,))
+    with pytest.raises(IHLibError, match="silence_phases"):
+        dataclasses.replace(TINY, silence_phases=((0, ((2,),)),))
+    with pytest.raises(IHLibError, match="silence_phases"):
+        dataclasses.replace(TINY, silence_phases=((0, ()),))
+
+
+def test_the_three_phase_curriculum_silences_the_layers_it_names():
+    """The sweep's three phases: heads 4-7 off until step 3,250; layers 2 and 3 in turn, then 1, then 1 and 2-3."""
+    cfg = LanguageTrainConfig(
+        copy_heads=4,
+        all_heads_copy_from=3250,
+        silence_phases=((0, ((2,), (3,))), (750, ((1,),)), (2250, ((1,), (2, 3)))),
+    )
+    off = [
+        sorted({layer for layer, head in cfg.copy_row_silenced_heads(step) if head < 4})
+        for step in (0, 1, 750, 2250, 2251)
+    ]
+    assert off == [[2], [3], [1], [1], [2, 3]]
+    assert all(head >= 4 for layer, head in cfg.copy_row_silenced_heads(0) if layer in (0, 1))
 
 
 def head_grad_norms(model, cfg: LanguageTrainConfig, step: int) -> np.ndarray:
@@ -179,7 +191,7 @@ def head_grad_norms(model, cfg: LanguageTrainConfig, step: int) -> np.ndarray:
 
 def test_copy_rows_train_only_the_heads_that_are_not_silenced():
     """In the copy-only phase, silenced heads get exactly no gradient on their Q, K and V; the others get some."""
-    cfg = dataclasses.replace(TINY, copy_heads=1, alternate_copy_layers=(0, 1))
+    cfg = dataclasses.replace(TINY, copy_heads=1, silence_phases=((0, ((0,), (1,))),))
     model = new_model(cfg.gpt2_config())
     norms = head_grad_norms(model, cfg, step=0)
     silenced = cfg.copy_row_silenced_heads(0)
