@@ -174,6 +174,9 @@ def test_the_three_phase_curriculum_silences_the_layers_it_names():
     ]
     assert off == [[2], [3], [1], [1], [2, 3]]
     assert all(head >= 4 for layer, head in cfg.copy_row_silenced_heads(0) if layer in (0, 1))
+    heads_4_to_7 = {(layer, head) for layer in range(4) for head in range(4, 8)}
+    assert set(cfg.copy_row_silenced_heads(3249)) == heads_4_to_7 | {(layer, h) for layer in (2, 3) for h in range(4)}
+    assert cfg.copy_row_silenced_heads(3250) == [(1, head) for head in range(8)]  # every head back, layer 1 off
 
 
 def head_grad_norms(model, cfg: LanguageTrainConfig, step: int) -> np.ndarray:
