@@ -12,7 +12,6 @@ switches whole layers off there by step.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -144,8 +143,7 @@ def mixed_batch_loss(
     loss = torch.zeros((), device=device)
     if n_copy > 0:
         ids, labels = training_batch(cfg.copy_task(n_copy), generator)
-        silenced = cfg.copy_row_silenced_heads(step)
-        with ablated(model, silenced) if silenced else contextlib.nullcontext():
+        with ablated(model, cfg.copy_row_silenced_heads(step)):  # no heads: no hooks
             logits = model(ids.to(device)).logits[:, :-1]
         loss = loss + cfg.copy_weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
     if n_copy < cfg.batch_size:
