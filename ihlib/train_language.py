@@ -5,16 +5,19 @@ The first `copy_only_steps` batches are the copy task alone (a random segment re
 loss on the repeated tokens only, as for the copy model); after that each batch holds `copy_fraction` rows of it
 and documents of `ihlib.language` (loss on every token). Head scores are recorded at checkpoints, so the phase
 change in which induction forms is on file. For curricula (tried in `scripts/sweep_language.py`, not in the
-shipped recipe), `copy_heads` lets only some heads of each layer run on the copy rows, and `silence_phases`
-switches whole layers off there by step.
+shipped recipe), `copy_heads` lets only some heads of each layer learn from the copy rows (the others are zeroed
+there, or run with their output detached so the copy loss sends them no gradient), and `silence_phases` switches
+whole layers off there by step.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,7 +29,7 @@ from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, provenance, word_entropies
-from ihlib.models import new_model
+from ihlib.models import new_model, transformer_of
 from ihlib.scoring import HeadScores, head_scores
 from ihlib.targets import head_table
 from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
@@ -58,7 +61,8 @@ class LanguageTrainConfig:
     long_prefix_fraction: float = 0.5
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
-    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer see the copy rows; None: all heads
+    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer learn from the copy rows; None: all heads
+    other_heads: Literal["zeroed", "detached"] = "zeroed"  # the heads past copy_heads on the copy rows
     all_heads_copy_from: int | None = None  # from this step on every head sees the copy rows (None: never)
     silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = ()  # (first step, cycle of layer sets):
     # copy rows of step s silence every head of the layer set s % len(cycle) of the latest started phase
@@ -73,6 +77,8 @@ class LanguageTrainConfig:
             raise IHLibError(f"copy_fraction={self.copy_fraction} must lie in [0, 1].")
         if self.copy_heads is not None and not 1 <= self.copy_heads <= self.n_head:
             raise IHLibError(f"copy_heads={self.copy_heads} must lie in 1..n_head={self.n_head}.")
+        if self.other_heads not in ("zeroed", "detached"):
+            raise IHLibError(f"other_heads={self.other_heads!r} must be 'zeroed' or 'detached'.")
         phase_layers = [layer for _, cycle in self.silence_phases for layers in cycle for layer in layers]
         if any(not 0 <= layer < self.n_layer for layer in phase_layers) or any(
             not cycle for _, cycle in self.silence_phases
@@ -98,17 +104,30 @@ class LanguageTrainConfig:
             long_prefix_fraction=self.long_prefix_fraction,
         )
 
-    def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
-        """`(layer, head)` pairs zeroed on the copy rows of `step`: heads >= `copy_heads` in every layer (until
-        `all_heads_copy_from`), and every head of the layers that the latest started phase of `silence_phases`
-        silences at this step."""
+    def _past_copy_heads(self, step: int) -> set[tuple[int, int]]:
+        """`(layer, head)` pairs with head >= `copy_heads`, until `all_heads_copy_from`; empty without `copy_heads`."""
         late = self.all_heads_copy_from is not None and step >= self.all_heads_copy_from
         first = self.n_head if self.copy_heads is None or late else self.copy_heads
-        silenced = {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
+        return {(layer, head) for layer in range(self.n_layer) for head in range(first, self.n_head)}
+
+    def _silenced_layers(self, step: int) -> set[tuple[int, int]]:
+        """Every head of the layers that the latest started phase of `silence_phases` silences at `step`."""
         started = [cycle for start, cycle in self.silence_phases if start <= step]
         layers = started[-1][step % len(started[-1])] if started else ()
-        silenced |= {(layer, head) for layer in layers for head in range(self.n_head)}
-        return sorted(silenced)
+        return {(layer, head) for layer in layers for head in range(self.n_head)}
+
+    def copy_row_silenced_heads(self, step: int) -> list[tuple[int, int]]:
+        """`(layer, head)` pairs zeroed on the copy rows of `step`: the silenced layers' heads, and with
+        `other_heads="zeroed"` the heads past `copy_heads`."""
+        zeroed = self._past_copy_heads(step) if self.other_heads == "zeroed" else set()
+        return sorted(zeroed | self._silenced_layers(step))
+
+    def copy_row_detached_heads(self, step: int) -> list[tuple[int, int]]:
+        """`(layer, head)` pairs that run on the copy rows of `step` but get no gradient from them
+        (`other_heads="detached"`: the heads past `copy_heads` outside the silenced layers)."""
+        if self.other_heads != "detached":
+            return []
+        return sorted(self._past_copy_heads(step) - self._silenced_layers(step))
 
     def gpt2_config(self) -> GPT2Config:
         """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
@@ -136,14 +155,18 @@ def mixed_batch_loss(
 ) -> torch.Tensor:
     """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss.
 
-    The copy rows run with `cfg.copy_row_silenced_heads(step)` zeroed, so only the other heads learn to copy.
+    The copy rows run with `cfg.copy_row_silenced_heads(step)` zeroed and `cfg.copy_row_detached_heads(step)`
+    detached, so only the other heads learn to copy.
     """
     device = model.lm_head.weight.device
     n_copy = cfg.batch_size if step < cfg.copy_only_steps else cfg.n_copy_rows
     loss = torch.zeros((), device=device)
     if n_copy > 0:
         ids, labels = training_batch(cfg.copy_task(n_copy), generator)
-        with ablated(model, cfg.copy_row_silenced_heads(step)):  # no heads: no hooks
+        with (
+            ablated(model, cfg.copy_row_silenced_heads(step)),
+            gradient_blocked(model, cfg.copy_row_detached_heads(step)),
+        ):
             logits = model(ids.to(device)).logits[:, :-1]
         loss = loss + cfg.copy_weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
     if n_copy < cfg.batch_size:
@@ -151,6 +174,37 @@ def mixed_batch_loss(
         logits = model(docs).logits[:, :-1]
         loss = loss + F.cross_entropy(logits.flatten(0, 1), docs[:, 1:].flatten())
     return loss
+
+
+@contextmanager
+def gradient_blocked(model: GPT2LMHeadModel, heads: Sequence[tuple[int, int]]) -> Iterator[GPT2LMHeadModel]:
+    """Within the block, the outputs of `heads` `[(layer, head), ...]` pass forward unchanged but send no gradient
+    back (their slices of `c_proj`'s input `(batch, seq, n_head*d_head)` are detached); hooks go, also on error."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    body = transformer_of(model)
+    handles = [
+        body.h[layer].attn.c_proj.register_forward_pre_hook(_detaching_hook(heads_here, model.config.n_head))
+        for layer, heads_here in by_layer.items()
+    ]
+    try:
+        yield model
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _detaching_hook(heads: list[int], n_head: int):
+    """Pre-hook replacing the slices of `heads` in `c_proj`'s input by their detached values."""
+    mask = torch.zeros(n_head, 1, dtype=torch.bool)
+    mask[heads] = True
+
+    def hook(module: torch.nn.Module, args: tuple) -> tuple:
+        z = args[0].unflatten(-1, (n_head, -1))  # (batch, seq, n_head, d_head)
+        return (torch.where(mask.to(z.device), z.detach(), z).flatten(-2), *args[1:])
+
+    return hook
 
 
 def train_language(

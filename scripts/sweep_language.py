@@ -77,6 +77,22 @@ VARIANTS |= {
     "three_phases_all_heads_from_2750_s0": dataclasses.replace(THREE_PHASES, all_heads_copy_from=2750),
 }
 
+DETACHED = dataclasses.replace(THREE_PHASES, other_heads="detached", all_heads_copy_from=None)  # GPU, 2026-11-27 (2)
+SHORT_PHASES = ((0, ((2,), (3,))), (750, ((1,),)), (1500, ((1,), (2, 3))))
+VARIANTS |= {f"detached_three_phases_s{seed}": dataclasses.replace(DETACHED, seed=seed) for seed in range(5)}
+VARIANTS |= {
+    "detached_three_phases_all_heads_from_3250_s0": dataclasses.replace(DETACHED, all_heads_copy_from=3250),
+    "detached_short_s0": dataclasses.replace(DETACHED, copy_only_steps=1500, silence_phases=SHORT_PHASES),
+    "detached_short_s1": dataclasses.replace(DETACHED, copy_only_steps=1500, silence_phases=SHORT_PHASES, seed=1),
+    "detached_mixed_copy50_s0": dataclasses.replace(DETACHED, copy_only_steps=0, copy_fraction=0.5),
+    "detached_mixed_copy50_s1": dataclasses.replace(DETACHED, copy_only_steps=0, copy_fraction=0.5, seed=1),
+    "detached_three_phases_copy50_s0": dataclasses.replace(DETACHED, copy_fraction=0.5),
+    "detached_three_phases_lr2e-3_s0": dataclasses.replace(DETACHED, lr=2e-3),
+    "detached_alt23_s0": dataclasses.replace(
+        HEADS4, other_heads="detached", copy_only_steps=1250, silence_phases=((0, ((2,), (3,))),)
+    ),
+}
+
 
 def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
     """Train one variant, evaluate it and write its record to `out_dir/name.json`."""

@@ -200,3 +200,24 @@ def test_copy_rows_train_only_the_heads_that_are_not_silenced():
     silenced = cfg.copy_row_silenced_heads(0)
     assert all(norms[layer, head] == 0.0 for layer, head in silenced)
     assert norms[1, 0] > 0.0
+
+
+def test_detached_heads_run_forward_but_get_no_copy_gradient():
+    """`other_heads="detached"`: heads past `copy_heads` keep the copy rows' loss unchanged but get zero gradient."""
+    cfg = dataclasses.replace(TINY, copy_heads=1, other_heads="detached")
+    model = new_model(cfg.gpt2_config())
+    assert cfg.copy_row_silenced_heads(0) == [] and cfg.copy_row_detached_heads(0) == [(0, 1), (1, 1)]
+    norms = head_grad_norms(model, cfg, step=0)
+    assert norms[0, 1] == 0.0 and norms[1, 1] == 0.0 and norms[0, 0] > 0.0 and norms[1, 0] > 0.0
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    plain = mixed_batch_loss(model, TINY, SyntheticLanguage(SMALL), 0, gen, rng)
+    rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+    detached = mixed_batch_loss(model, cfg, SyntheticLanguage(SMALL), 0, gen, rng)
+    assert torch.equal(plain, detached)
+
+
+def test_a_silenced_layer_zeroes_its_heads_even_where_they_would_be_detached():
+    cfg = dataclasses.replace(TINY, copy_heads=1, other_heads="detached", silence_phases=((0, ((1,),)),))
+    assert cfg.copy_row_silenced_heads(0) == [(1, 0), (1, 1)] and cfg.copy_row_detached_heads(0) == [(0, 1)]
+    with pytest.raises(IHLibError, match="other_heads"):
+        dataclasses.replace(TINY, other_heads="frozen")
