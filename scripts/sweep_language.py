@@ -93,6 +93,27 @@ VARIANTS |= {
     ),
 }
 
+FINAL = dataclasses.replace(THREE_PHASES, silence_phases=(*THREE_PHASES.silence_phases, (3250, ((),))))  # GPU (3)
+FROM_2750 = dataclasses.replace(
+    THREE_PHASES, all_heads_copy_from=2750, silence_phases=(*THREE_PHASES.silence_phases, (2750, ((),)))
+)
+VARIANTS |= {f"final_all_heads_s{seed}": dataclasses.replace(FINAL, seed=seed) for seed in range(5)}
+VARIANTS |= {
+    "final_all_heads_copy50_s0": dataclasses.replace(FINAL, copy_fraction=0.5),
+    "final_all_heads_copy50_s1": dataclasses.replace(FINAL, copy_fraction=0.5, seed=1),
+    "final_all_heads_copyweight2_s0": dataclasses.replace(FINAL, copy_weight=2.0),
+    "final_all_heads_copy_heads6_s0": dataclasses.replace(FINAL, copy_heads=6),
+    "final_from_2750_s0": FROM_2750,
+    "final_from_2750_copy50_s0": dataclasses.replace(FROM_2750, copy_fraction=0.5),
+    "final_from_2250_s0": dataclasses.replace(
+        THREE_PHASES, all_heads_copy_from=2250, silence_phases=(*THREE_PHASES.silence_phases[:2], (2250, ((),)))
+    ),
+    "final_mixed_copy50_s0": dataclasses.replace(FINAL, copy_only_steps=0, copy_fraction=0.5),
+    "final_short_s0": dataclasses.replace(
+        FROM_2750, copy_only_steps=1500, silence_phases=(*SHORT_PHASES, (2750, ((),)))
+    ),
+}
+
 
 def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
     """Train one variant, evaluate it and write its record to `out_dir/name.json`."""
