@@ -53,7 +53,7 @@ class LanguageTrainConfig:
     warmup: int = 200
     weight_decay: float = 0.05
     copy_fraction: float = 0.25
-    copy_weight: float = 1.0
+    copy_weight: float = 1.0  # weight of the copy rows' loss in mixed batches (copy-only batches: 1)
     copy_only_steps: int = 1000
     min_seg: int = 4
     max_seg: int = 30
@@ -153,7 +153,8 @@ def mixed_batch_loss(
     generator: torch.Generator,
     rng: np.random.Generator,
 ) -> torch.Tensor:
-    """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss.
+    """Loss of one batch: mean next-token loss on the documents plus `copy_weight` x the copy rows' loss (a batch of
+    copy rows alone, before `copy_only_steps`, is not weighted).
 
     The copy rows run with `cfg.copy_row_silenced_heads(step)` zeroed and `cfg.copy_row_detached_heads(step)`
     detached, so only the other heads learn to copy.
@@ -168,7 +169,8 @@ def mixed_batch_loss(
             gradient_blocked(model, cfg.copy_row_detached_heads(step)),
         ):
             logits = model(ids.to(device)).logits[:, :-1]
-        loss = loss + cfg.copy_weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
+        weight = cfg.copy_weight if n_copy < cfg.batch_size else 1.0
+        loss = loss + weight * F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten().to(device))
     if n_copy < cfg.batch_size:
         docs = torch.from_numpy(language.sample(cfg.batch_size - n_copy, cfg.seq_len, rng).ids).to(device)
         logits = model(docs).logits[:, :-1]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from ihlib.language import LanguageConfig
+from ihlib.language import LanguageConfig, provenance
+from ihlib.train import save
 from ihlib.train_language import LanguageTrainConfig, evaluate, train_language
 
 BASE = LanguageTrainConfig(copy_only_steps=0, copy_heads=None, silence_phases=())  # first sweeps: mixed, all heads copy
@@ -116,7 +117,7 @@ VARIANTS |= {
 
 
 def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
-    """Train one variant, evaluate it and write its record to `out_dir/name.json`."""
+    """Train one variant, evaluate it, write its record to `out_dir/name.json` and the model to `out_dir/name/`."""
     torch.set_num_threads(1)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     path = out_dir / f"{name}.json"
@@ -133,6 +134,7 @@ def run_variant(name: str, cfg: LanguageTrainConfig, out_dir: Path) -> None:
         **report.record(),
     }
     path.write_text(json.dumps(record, indent=1))
+    save(model, cfg, log, out_dir / name, extra={"data": provenance(cfg.language), "evaluation": report.record()})
 
 
 def _summary(name: str, checkpoints: list[dict]) -> dict:

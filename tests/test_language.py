@@ -221,3 +221,15 @@ def test_a_silenced_layer_zeroes_its_heads_even_where_they_would_be_detached():
     assert cfg.copy_row_silenced_heads(0) == [(1, 0), (1, 1)] and cfg.copy_row_detached_heads(0) == [(0, 1)]
     with pytest.raises(IHLibError, match="other_heads"):
         dataclasses.replace(TINY, other_heads="frozen")
+
+
+def test_copy_weight_scales_the_copy_rows_of_mixed_batches_only():
+    model = new_model(TINY.gpt2_config())
+    heavy = dataclasses.replace(TINY, copy_weight=3.0)
+
+    def loss(cfg, step):
+        rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
+        return mixed_batch_loss(model, cfg, SyntheticLanguage(SMALL), step, gen, rng).item()
+
+    assert loss(heavy, 0) == loss(TINY, 0)
+    assert loss(heavy, 5) - loss(TINY, 5) > 2 * 0.8 * math.log(64)  # twice the copy row's loss, about ln 64
