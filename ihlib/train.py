@@ -131,16 +131,13 @@ def optimise(
     progress: bool = True,
     on_checkpoint: Callable[[int, float], None] | None = None,
     checkpoint_every: int = 0,
-    decay_steps: int | None = None,
 ) -> dict:
     """Run `cfg.steps` AdamW steps on `batch_loss(step)` (warm-up, cosine decay, clipping); return the loss log.
-
-    The cosine decay ends at step `decay_steps` (default `cfg.steps`), after which the rate stays at its floor.
 
     Every `checkpoint_every` steps (and at step 0) `on_checkpoint(step, recent_loss)` runs with the model in eval mode.
     """
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup, decay_steps or cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg))
     if on_checkpoint is not None:
         _checkpoint(model, on_checkpoint, 0, float("nan"))
     model.train()
@@ -168,11 +165,11 @@ def _checkpoint(model: GPT2LMHeadModel, on_checkpoint: Callable[[int, float], No
     model.train()
 
 
-def _lr_factor(step: int, warmup: int, decay_steps: int) -> float:
-    """Linear warm-up, then cosine decay to 10% of the peak learning rate at `decay_steps`, then 10%."""
-    if step < warmup:
-        return (step + 1) / warmup
-    frac = min(1.0, (step - warmup) / max(1, decay_steps - warmup))
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up then cosine decay to 10% of the peak learning rate."""
+    if step < cfg.warmup:
+        return (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
     return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item())
 
 

@@ -47,7 +47,6 @@ class LanguageTrainConfig:
     n_layer: int = 4
     n_head: int = 8
     steps: int = 4000
-    decay_steps: int | None = None  # the cosine learning-rate decay ends here (None: at `steps`), then stays at 10%
     batch_size: int = 32
     seq_len: int = 128
     lr: float = 1e-3
@@ -246,7 +245,6 @@ def train_language(
         progress=progress,
         on_checkpoint=record,
         checkpoint_every=cfg.checkpoint_every,
-        decay_steps=cfg.decay_steps,
     )
     return model.cpu().eval(), {**log, "checkpoints": checkpoints}
 

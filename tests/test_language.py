@@ -13,7 +13,6 @@ import torch
 from ihlib.errors import IHLibError
 from ihlib.language import COPIED, NAME_FIRST, NAME_LAST, WORD, LanguageConfig, SyntheticLanguage, word_entropies
 from ihlib.models import new_model
-from ihlib.train import _lr_factor
 from ihlib.train_language import LanguageTrainConfig, evaluate, mixed_batch_loss, train_language
 
 SMALL = LanguageConfig(vocab_size=64, n_names=16, n_topics=2, successors=3, min_copy=4, max_copy=8)
@@ -234,16 +233,3 @@ def test_copy_weight_scales_the_copy_rows_of_mixed_batches_only():
 
     assert loss(heavy, 0) == loss(TINY, 0)
     assert loss(heavy, 5) - loss(TINY, 5) > 2 * 0.8 * math.log(64)  # twice the copy row's loss, about ln 64
-
-
-def test_a_run_longer_than_its_decay_repeats_the_shorter_run_up_to_its_end():
-    """`decay_steps=6` with `steps=9`: the first 6 steps are those of the 6-step run, then the rate stays at 10%;
-    without `decay_steps` the 9-step run decays more slowly and differs by step 6."""
-    six = dataclasses.replace(TINY, warmup=2)
-    _, short = train_language(six, progress=False)
-    _, longer = train_language(dataclasses.replace(six, steps=9, decay_steps=6), progress=False)
-    _, slower = train_language(dataclasses.replace(six, steps=9), progress=False)
-    assert longer["checkpoints"][1:3] == short["checkpoints"][1:]  # step 0's loss is NaN, so compare from step 3
-    assert [c["step"] for c in longer["checkpoints"]] == [0, 3, 6, 9]
-    assert slower["checkpoints"][2] != short["checkpoints"][2]
-    assert [_lr_factor(step, warmup=2, decay_steps=6) for step in (6, 9, 100)] == [0.1, 0.1, 0.1]
