@@ -12,12 +12,13 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, PretrainedConfi
 from ihlib.errors import ModelLoadError, ParameterError
 
 EMBEDDED_MODELS: dict[str, Path] = {
-    "ihlib-copy": Path(__file__).parent / "default_model",
+    "ihlib-copy": Path(__file__).parent / "copy_model",
     "ihlib-language": Path(__file__).parent / "language_model",
 }
-DEFAULT_EMBEDDED = "ihlib-copy"
+DEFAULT_EMBEDDED = "ihlib-language"
 DEFAULT_MODEL_NAME = "ihlib-default"
 DEFAULT_MODEL_DIR = EMBEDDED_MODELS[DEFAULT_EMBEDDED]
+COPY_MODEL_DIR = EMBEDDED_MODELS["ihlib-copy"]
 
 AnyGPT2 = GPT2Model | GPT2LMHeadModel
 
@@ -45,11 +46,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def load_model(name: str | Path | None = None, device: str | torch.device = "auto") -> GPT2LMHeadModel:
     """Load a GPT-2 language model with eager attention, in eval mode, on `device`.
 
-    `name=None` (or "ihlib-default") gives the embedded default model, "ihlib-copy"; the embedded models are
-    "ihlib-copy" (learned only to copy repeated random tokens) and "ihlib-language" (learned a synthetic
-    language, with copying mixed in). Otherwise a hub name such as "gpt2" or a local directory holding
-    `config.json` and the weights. Other architectures, and checkpoints with missing or unexpected tensors,
-    raise `ModelLoadError` naming them.
+    `name=None` (or "ihlib-default") gives the embedded default model, "ihlib-language"; the embedded models are
+    "ihlib-language" (learned a synthetic language, with copying mixed in; induction heads in two layers among
+    other heads) and "ihlib-copy" (learned only to copy repeated random tokens). Otherwise a hub name such as
+    "gpt2" or a local directory holding `config.json` and the weights. Other architectures, and checkpoints with
+    missing or unexpected tensors, raise `ModelLoadError` naming them.
     """
     target = resolve_device(device)
     source = str(embedded_dir(name) or name)

@@ -1,6 +1,6 @@
-"""Train the embedded default model: a small GPT-2 on sequences of repeated random segments.
+"""Train the embedded copy model, "ihlib-copy": a small GPT-2 on sequences of repeated random segments.
 
-Run `python -m ihlib.train` to retrain it (seeded, CPU) into `ihlib/default_model/`.
+Run `python -m ihlib.train` to retrain it (seeded, CPU) into `ihlib/copy_model/`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from ihlib.errors import IHLibError
-from ihlib.models import DEFAULT_MODEL_DIR, new_model
+from ihlib.models import COPY_MODEL_DIR, new_model
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Architecture and optimisation settings of the embedded default model."""
+    """Architecture and optimisation settings of the embedded copy model."""
 
     vocab_size: int = 512
     n_positions: int = 128
@@ -188,9 +188,9 @@ def save(model: GPT2LMHeadModel, cfg: Any, log: dict, out_dir: Path, *, extra: d
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: retrain the default model, optionally overriding steps, seed and output folder."""
+    """Command line: retrain the copy model, optionally overriding steps, seed and output folder."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_MODEL_DIR, help="output folder")
+    parser.add_argument("--out", type=Path, default=COPY_MODEL_DIR, help="output folder")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps)
     parser.add_argument("--seed", type=int, default=TrainConfig.seed)
     parser.add_argument(

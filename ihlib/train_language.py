@@ -3,11 +3,10 @@
 Run `python -m ihlib.train_language` to retrain it (seeded, CPU) into `ihlib/language_model/`.
 The first `copy_only_steps` batches are the copy task alone (a random segment repeated after a random prefix,
 loss on the repeated tokens only, as for the copy model); after that each batch holds `copy_fraction` rows of it
-and documents of `ihlib.language` (loss on every token). Head scores are recorded at checkpoints, so the phase
-change in which induction forms is on file. For curricula (tried in `scripts/sweep_language.py`, not in the
-shipped recipe), `copy_heads` lets only some heads of each layer learn from the copy rows (the others are zeroed
-there, or run with their output detached so the copy loss sends them no gradient), and `silence_phases` switches
-whole layers off there by step.
+and documents of `ihlib.language` (loss on every token). On the copy rows only heads 0..`copy_heads`-1 of each
+layer run (until `all_heads_copy_from`), and `silence_phases` switches whole layers off there by step, so that
+induction forms in two layers while the other heads learn only the language. Head scores are recorded at
+checkpoints, so the phase changes are on file. Other curricula are tried in `scripts/sweep_language.py`.
 """
 
 from __future__ import annotations
@@ -52,20 +51,24 @@ class LanguageTrainConfig:
     lr: float = 1e-3
     warmup: int = 200
     weight_decay: float = 0.05
-    copy_fraction: float = 0.25
+    copy_fraction: float = 0.5
     copy_weight: float = 1.0  # weight of the copy rows' loss in mixed batches (copy-only batches: 1)
-    copy_only_steps: int = 1000
+    copy_only_steps: int = 2250
     min_seg: int = 4
     max_seg: int = 30
     max_prefix: int = 8
     long_prefix_fraction: float = 0.5
     position_init_scale: float = 0.03
     checkpoint_every: int = 250
-    copy_heads: int | None = None  # heads 0..copy_heads-1 of each layer learn from the copy rows; None: all heads
+    copy_heads: int | None = 4  # heads 0..copy_heads-1 of each layer learn from the copy rows; None: all heads
     other_heads: Literal["zeroed", "detached"] = "zeroed"  # the heads past copy_heads on the copy rows
-    all_heads_copy_from: int | None = None  # from this step on every head sees the copy rows (None: never)
-    silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = ()  # (first step, cycle of layer sets):
-    # copy rows of step s silence every head of the layer set s % len(cycle) of the latest started phase
+    all_heads_copy_from: int | None = 2750  # from this step on every head sees the copy rows (None: never)
+    silence_phases: tuple[tuple[int, tuple[tuple[int, ...], ...]], ...] = (
+        (0, ((2,), (3,))),  # copy rows alternately without layer 2 or layer 3: induction forms in layer 1
+        (750, ((1,),)),  # then without layer 1: induction must form again, in layer 2
+        (2250, ((1,), (2, 3))),  # then alternately without layer 1 or layers 2-3: both induction layers stay needed
+        (2750, ((),)),  # then every layer on, with every head: the heads 4-7 meet random tokens and copying is repaired
+    )  # (first step, cycle of layer sets): copy rows of step s silence the set s % len(cycle) of the latest phase
     seed: int = 0
     language: LanguageConfig = dataclasses.field(default_factory=LanguageConfig)
 

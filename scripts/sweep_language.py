@@ -19,7 +19,9 @@ from ihlib.language import LanguageConfig, provenance
 from ihlib.train import save
 from ihlib.train_language import LanguageTrainConfig, evaluate, train_language
 
-BASE = LanguageTrainConfig(copy_only_steps=0, copy_heads=None, silence_phases=())  # first sweeps: mixed, all heads copy
+BASE = LanguageTrainConfig(  # first sweeps: mixed from the start, every head on the copy rows
+    copy_fraction=0.25, copy_only_steps=0, copy_heads=None, all_heads_copy_from=None, silence_phases=()
+)
 LANG = LanguageConfig()
 VARIANTS: dict[str, LanguageTrainConfig] = {
     "base_s0": BASE,
@@ -105,7 +107,7 @@ VARIANTS |= {
     "final_all_heads_copyweight2_s0": dataclasses.replace(FINAL, copy_weight=2.0),
     "final_all_heads_copy_heads6_s0": dataclasses.replace(FINAL, copy_heads=6),
     "final_from_2750_s0": FROM_2750,
-    "final_from_2750_copy50_s0": dataclasses.replace(FROM_2750, copy_fraction=0.5),
+    "final_from_2750_copy50_s0": dataclasses.replace(FROM_2750, copy_fraction=0.5),  # the shipped recipe
     "final_from_2250_s0": dataclasses.replace(
         THREE_PHASES, all_heads_copy_from=2250, silence_phases=(*THREE_PHASES.silence_phases[:2], (2250, ((),)))
     ),

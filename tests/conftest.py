@@ -1,4 +1,4 @@
-"""Shared fixtures: small random GPT-2 models and the embedded default model."""
+"""Shared fixtures: small random GPT-2 models, the embedded copy model, and a tiny-book writer."""
 
 from __future__ import annotations
 
@@ -50,9 +50,9 @@ def gpt2_small_shaped():
 
 
 @pytest.fixture(scope="session")
-def default_model():
-    """The embedded default model, on the CPU."""
-    return load_model(None, device="cpu")
+def copy_model():
+    """The embedded copy model, "ihlib-copy", on the CPU."""
+    return load_model("ihlib-copy", device="cpu")
 
 
 def write_book(root: Path, chapters: dict[str, nbformat.NotebookNode]) -> Path:

@@ -164,7 +164,7 @@ def test_bad_ablation_arguments_raise_ihlib_errors(small_model):
     assert no_hooks_left(small_model)
 
 
-def test_ablating_the_default_models_induction_heads_breaks_copying(default_model):
+def test_ablating_the_copy_models_induction_heads_breaks_copying(copy_model):
     """Embedded model: zeroing all 8 layer-1 IHs sends top-1 error from ~0 to near chance; one IH barely matters."""
     layer1 = [(1, h) for h in range(8)]
     conditions = [
@@ -173,7 +173,7 @@ def test_ablating_the_default_models_induction_heads_breaks_copying(default_mode
         Ablation(tuple(layer1), "zero"),
         Ablation(tuple(layer1), "mean"),
     ]
-    result = copying_under_ablations(default_model, conditions, n_boot=200)
+    result = copying_under_ablations(copy_model, conditions, n_boot=200)
     intact, single, group_zero, group_mean = result.error
     assert intact < 0.02
     assert single < 0.05

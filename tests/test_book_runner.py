@@ -521,7 +521,7 @@ def test_claims_run_on_every_other_model_into_its_own_folder(book_with_gathering
     after all of them, and sees them all."""
     random_gpt2().save_pretrained(tmp_path / "small_gpt2")
     build = tmp_path / "build"
-    others = ["ihlib-copy", str(tmp_path / "small_gpt2")]
+    others = ["ihlib-language", str(tmp_path / "small_gpt2")]
     run = run_book(book_with_gathering_page, build, {"n": 3}, site=False, progress=False, other_models=others)
     assert run.failed is None and run.model_failures == []
     chapters = ["00_first", "01_second", "02_third"]
@@ -532,7 +532,7 @@ def test_claims_run_on_every_other_model_into_its_own_folder(book_with_gathering
     assert received == {"model_name": str(tmp_path / "small_gpt2"), "seed": 0, "output_dir": "results/00_first", "n": 3}
     assert (build / "models" / "small_gpt2" / "book" / "02_third.ipynb").is_file()
     assert json.loads((results / "model.json").read_text())["label"] == "small_gpt2"
-    assert json.loads((build / "source" / "results" / "model.json").read_text())["label"] == "ihlib-copy"
+    assert json.loads((build / "source" / "results" / "model.json").read_text())["label"] == "ihlib-language"
     seen = json.loads((build / "source" / "results" / "gather" / "seen.json").read_text())
     assert len(seen) == 6 and sum("small_gpt2" in path for path in seen) == 3
     assert not (build / "models" / "small_gpt2" / "results" / "gather").exists()
@@ -568,10 +568,10 @@ def test_models_get_short_distinct_labels_and_the_site_model_runs_once(tmp_path)
     """Labels: the embedded name, a local folder's name, a hub name with `--`; a repeated label gets `-2`; a model
     equal to the site's (or listed twice) is dropped."""
     random_gpt2().save_pretrained(tmp_path / "a" / "gpt2")
-    others = ["ihlib-copy", "ihlib-default", "openai-community/gpt2", "gpt2", str(tmp_path / "a" / "gpt2"), "gpt2"]
+    others = ["ihlib-language", "ihlib-default", "openai-community/gpt2", "gpt2", str(tmp_path / "a" / "gpt2"), "gpt2"]
     places = model_places(tmp_path / "build", None, others)
     assert [(p.label, p.site) for p in places] == [
-        ("ihlib-copy", True),
+        ("ihlib-language", True),
         ("openai-community--gpt2", False),
         ("gpt2", False),
         ("gpt2-2", False),

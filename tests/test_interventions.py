@@ -294,17 +294,17 @@ def test_projection_rank_beyond_the_stack_raises(model):
         project(model, head_weights(model), [[1, 0], [1, 2]], HEADS, max_rank=20, cross_fit=False, progress=False)
 
 
-def test_breaking_every_induction_head_raises_the_copying_error_sharply(default_model):
-    scores = head_scores(default_model)
+def test_breaking_every_induction_head_raises_the_copying_error_sharply(copy_model):
+    scores = head_scores(copy_model)
     ihs = counting_heads(scores, "induction")
     setting = CopyingSettings(seg_len=20, batch_size=32, n_exp=3)
-    summary = shuffle(default_model, ihs, settings=setting, progress=False).summary
+    summary = shuffle(copy_model, ihs, settings=setting, progress=False).summary
     assert summary["original"]["err"]["high"] < 0.15
     assert summary["random baseline"]["err"]["low"] > summary["original"]["err"]["high"] + 0.4
-    zero = torch.zeros(default_model.config.n_embd, default_model.config.n_embd)
-    ids = setting.resolved(default_model).batches()[0]
-    with projection_edit(default_model, ihs, zero, "QK"):
-        _, errs = pred_probs(default_model, ids, copy_positions(20, 3, burn_in=4))
+    zero = torch.zeros(copy_model.config.n_embd, copy_model.config.n_embd)
+    ids = setting.resolved(copy_model).batches()[0]
+    with projection_edit(copy_model, ihs, zero, "QK"):
+        _, errs = pred_probs(copy_model, ids, copy_positions(20, 3, burn_in=4))
     assert errs.mean() > summary["original"]["err"]["high"] + 0.4
 
 

@@ -100,7 +100,9 @@ TINY = LanguageTrainConfig(
     max_seg=10,
     copy_only_steps=2,
     checkpoint_every=3,
+    copy_fraction=0.25,
     copy_heads=None,
+    all_heads_copy_from=None,
     silence_phases=(),
     language=SMALL,
 )

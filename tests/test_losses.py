@@ -54,12 +54,12 @@ def test_bad_arguments_raise_ihlib_errors(small_model):
         bootstrap_mean_interval(np.zeros((3, 2)), level=1.5)
 
 
-def test_the_default_models_loss_drops_on_the_second_repeat(default_model):
+def test_the_copy_models_loss_drops_on_the_second_repeat(copy_model):
     """Embedded model: above ln(512) = 6.24 on the first repeat (measured 7.5), 0.26 on the second, 0.01 on the third.
 
     The second repeat's mean includes its first token, which follows an unseen bigram and cannot be copied.
     """
-    result = position_loss(default_model, n_boot=200)
+    result = position_loss(copy_model, n_boot=200)
     first, second, third = result.by_repeat()
     assert first > 6.0
     assert second < 0.4 and third < 0.05

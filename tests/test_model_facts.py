@@ -45,8 +45,9 @@ def test_model_folder_resolves_embedded_names_and_directories_but_not_hub_names(
 
 
 def test_training_record_reads_the_folder_record_or_returns_none(tmp_path):
-    """The default model's record has its train_config; a folder without training.json and a hub name give None."""
-    assert training_record(None)["train_config"]["n_layer"] == 3
+    """Each embedded model's record has its train_config; a folder without training.json and a hub name give None."""
+    assert training_record(None)["train_config"]["n_layer"] == 4
+    assert training_record("ihlib-copy")["train_config"]["n_layer"] == 3
     assert training_record(tmp_path) is None
     assert training_record("gpt2") is None
 
@@ -102,9 +103,9 @@ def test_seed_comparison_quotes_the_seed_first_and_marks_it_as_printed():
     assert frame.loc[1, "top shifting heads"] == "L0H1 0.900"
 
 
-def test_copy_accuracy_of_the_default_model_is_at_the_ceiling(default_model):
+def test_copy_accuracy_of_the_copy_model_is_at_the_ceiling(copy_model):
     """The copy model copies the second repeat of 25-token segments almost perfectly (top-1 >= 0.95)."""
-    assert copy_accuracy(default_model, batch_size=20) >= 0.95
+    assert copy_accuracy(copy_model, batch_size=20) >= 0.95
 
 
 def test_embedded_models_lists_a_folder_without_weights_as_missing(tmp_path, monkeypatch):

@@ -23,32 +23,32 @@ from transformers import (
 )
 
 from ihlib.errors import ModelLoadError, ParameterError
-from ihlib.models import DEFAULT_MODEL_DIR, load_model, model_label, resolve_device, transformer_of, unembedding
+from ihlib.models import COPY_MODEL_DIR, load_model, model_label, resolve_device, transformer_of, unembedding
 from ihlib.train import TrainConfig
 
 
-def test_default_model_is_a_small_eager_gpt2_shipped_under_10_mb(default_model):
-    assert isinstance(default_model, GPT2LMHeadModel)
-    assert default_model.config._attn_implementation == "eager"
-    assert not default_model.training
-    size = (DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size
+def test_copy_model_is_a_small_eager_gpt2_shipped_under_10_mb(copy_model):
+    assert isinstance(copy_model, GPT2LMHeadModel)
+    assert copy_model.config._attn_implementation == "eager"
+    assert not copy_model.training
+    size = (COPY_MODEL_DIR / "model.safetensors").stat().st_size
     assert size < 10 * 1024**2
-    assert model_label(default_model) == "ihlib-copy"
+    assert model_label(copy_model) == "ihlib-copy"
 
 
-def test_default_model_ships_its_training_configuration(default_model):
-    record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
+def test_copy_model_ships_its_training_configuration(copy_model):
+    record = json.loads((COPY_MODEL_DIR / "training.json").read_text())
     cfg = record["train_config"]
     assert (cfg["n_layer"], cfg["n_head"], cfg["n_embd"]) == (
-        default_model.config.n_layer,
-        default_model.config.n_head,
-        default_model.config.n_embd,
+        copy_model.config.n_layer,
+        copy_model.config.n_head,
+        copy_model.config.n_embd,
     )
     assert record["log"]["seconds"] < 20 * 60
 
 
-def test_retraining_command_defaults_match_the_shipped_weights_configuration():
-    record = json.loads((DEFAULT_MODEL_DIR / "training.json").read_text())
+def test_copy_model_retraining_defaults_match_the_shipped_weights_configuration():
+    record = json.loads((COPY_MODEL_DIR / "training.json").read_text())
     assert record["train_config"] == dataclasses.asdict(TrainConfig())
     assert record["threads"] == 2
 
@@ -189,3 +189,10 @@ def test_cuda_on_a_cpu_only_torch_is_a_parameter_error_naming_the_fix(device):
 def test_an_unknown_device_is_a_parameter_error():
     with pytest.raises(ParameterError, match=r"device='gpu0'.*'auto', 'cpu' or 'cuda\[:N\]'"):
         resolve_device("gpu0")
+
+
+def test_load_model_without_a_name_gives_the_embedded_language_model():
+    """`load_model()` and "ihlib-default" load `ihlib-language`; the copy model stays loadable by its short name."""
+    assert model_label(load_model(device="cpu")) == "ihlib-language"
+    assert model_label(load_model("ihlib-default", device="cpu")) == "ihlib-language"
+    assert model_label(load_model("ihlib-copy", device="cpu")) == "ihlib-copy"

@@ -94,9 +94,9 @@ def test_bad_arguments_name_the_allowed_range(small_model):
         ov_copying_scores(small_model, max_elements=10)
 
 
-def test_the_default_models_induction_heads_copy_and_its_idle_layer_does_not(default_model):
+def test_the_copy_models_induction_heads_copy_and_its_idle_layer_does_not(copy_model):
     """Embedded model: every layer-1 head (all IHs) copies (fraction >= 0.35, eigen >= 0.95); layer 2 does not."""
-    scores = ov_copying_scores(default_model)
+    scores = ov_copying_scores(copy_model)
     assert scores.token_fraction[1].min() >= 0.35
     assert scores.eigen_score[1].min() >= 0.95
     assert scores.token_fraction[2].max() <= 0.05  # chance is 1/512 ~ 0.002

@@ -83,8 +83,8 @@ def test_sequences_longer_than_the_context_are_rejected(small_model):
         head_scores(small_model, batch_size=2, seg_len=30, rep=3)
 
 
-def test_default_model_has_induction_heads_and_earlier_shifting_heads(default_model):
-    scores = head_scores(default_model)
+def test_copy_model_has_induction_heads_and_earlier_shifting_heads(copy_model):
+    scores = head_scores(copy_model)
     strong_ih = [(l, h) for l, h in scores.IH_list if scores.induction[l, h] >= 0.5]
     assert len(strong_ih) >= 3
     first_ih_layer = min(l for l, _ in strong_ih)
@@ -92,20 +92,20 @@ def test_default_model_has_induction_heads_and_earlier_shifting_heads(default_mo
     assert len(strong_shift) >= 2
 
 
-def test_default_model_shifting_heads_look_back_one_token_over_the_first_70_positions(default_model):
-    shifting = scores_by_position(default_model).shifting[:, :, 2:71]  # (L, H, query positions 2..70)
-    top3 = head_scores(default_model).Shifting_list[:3]
+def test_copy_model_shifting_heads_look_back_one_token_over_the_first_70_positions(copy_model):
+    shifting = scores_by_position(copy_model).shifting[:, :, 2:71]  # (L, H, query positions 2..70)
+    top3 = head_scores(copy_model).Shifting_list[:3]
     assert all(shifting[l, h].min() >= 0.85 for l, h in top3)
 
 
-def test_default_model_copies_120_token_sequences_from_occurrences_before_its_shifting_edge(default_model):
-    ids = repeated_tokens(60, 40, default_model.config.vocab_size, rep=3, seed=3)
-    _, errs = pred_probs(default_model, ids, np.arange(40, 119))  # queries of the second and third copies
+def test_copy_model_copies_120_token_sequences_from_occurrences_before_its_shifting_edge(copy_model):
+    ids = repeated_tokens(60, 40, copy_model.config.vocab_size, rep=3, seed=3)
+    _, errs = pred_probs(copy_model, ids, np.arange(40, 119))  # queries of the second and third copies
     accuracy = 1 - errs.mean(0)
     assert min(accuracy[i : i + 8].mean() for i in range(0, len(accuracy), 8)) >= 0.8
 
 
-def test_default_model_copies_the_second_repeat(default_model):
-    ids = repeated_tokens(100, 25, default_model.config.vocab_size, rep=2, seed=11)
-    _, errs = pred_probs(default_model, ids, copy_positions(25, rep=2, burn_in=0))
+def test_copy_model_copies_the_second_repeat(copy_model):
+    ids = repeated_tokens(100, 25, copy_model.config.vocab_size, rep=2, seed=11)
+    _, errs = pred_probs(copy_model, ids, copy_positions(25, rep=2, burn_in=0))
     assert 1 - errs.mean() >= 0.9

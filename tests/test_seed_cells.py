@@ -39,8 +39,8 @@ def seed_w_all(model) -> torch.Tensor:
     return W_all
 
 
-def test_seed_cells_run_on_the_body_of_the_default_model(default_model, tmp_path):
-    model = default_model.transformer  # the seed passes a GPT2Model: tied unembedding
+def test_seed_cells_run_on_the_body_of_the_copy_model(copy_model, tmp_path):
+    model = copy_model.transformer  # the seed passes a GPT2Model: tied unembedding
     configuration, vocab_size = model.config, model.config.vocab_size
     W_all = seed_w_all(model)
     assert torch.equal(W_all, head_weights(model))

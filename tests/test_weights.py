@@ -66,8 +66,8 @@ def test_split_reproduces_attention_of_gpt2_small_shaped_model(gpt2_small_shaped
     check_split_against_model(gpt2_small_shaped, seq=12)
 
 
-def test_split_reproduces_attention_of_default_model(default_model):
-    check_split_against_model(default_model)
+def test_split_reproduces_attention_of_the_copy_model(copy_model):
+    check_split_against_model(copy_model)
 
 
 def test_split_matches_conv1d_slices_of_gpt2_small_shaped_model(gpt2_small_shaped):
