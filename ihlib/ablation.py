@@ -9,7 +9,7 @@ A head's output is its slice `z[..., h*d_head:(h+1)*d_head]` of the input of its
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
@@ -168,15 +168,27 @@ def ablated(
         raise IHLibError(f"kind must be one of {ABLATION_KINDS}, got {kind!r}.")
     if kind == "mean" and means is None:
         raise IHLibError("kind='mean' needs means=head_output_means(model, reference_ids).")
-    body = transformer_of(model)
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in pairs:
-        by_layer.setdefault(layer, []).append(head)
     n_head = model.config.n_head
+
+    def hook_for(layer: int, heads_here: list[int]):
+        return _replacing_hook(heads_here, n_head, means[layer] if kind == "mean" else None)
+
+    with head_output_hooks(model, pairs, hook_for):
+        yield model
+
+
+@contextmanager
+def head_output_hooks(
+    model: AnyGPT2, heads: Sequence[tuple[int, int]], hook_for: Callable[[int, list[int]], Callable]
+) -> Iterator[AnyGPT2]:
+    """Within the block, each layer with some of `heads` `[(layer, head), ...]` runs `hook_for(layer, its heads)` as
+    a forward pre-hook on its `attn.c_proj` (input `(batch, seq, n_head*d_head)`); hooks go, also on error."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    body = transformer_of(model)
     handles = [
-        body.h[layer].attn.c_proj.register_forward_pre_hook(
-            _replacing_hook(heads_here, n_head, means[layer] if kind == "mean" else None)
-        )
+        body.h[layer].attn.c_proj.register_forward_pre_hook(hook_for(layer, heads_here))
         for layer, heads_here in by_layer.items()
     ]
     try:

@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from ihlib.ablation import ablated
+from ihlib.ablation import ablated, head_output_hooks
 from ihlib.copying import pred_probs
 from ihlib.data import copy_positions, repeated_tokens
 from ihlib.errors import IHLibError
 from ihlib.language import WORD, LanguageConfig, SyntheticLanguage, provenance, word_entropies
-from ihlib.models import new_model, transformer_of
+from ihlib.models import new_model
 from ihlib.scoring import HeadScores, head_scores
 from ihlib.targets import head_table
 from ihlib.train import TrainConfig, init_sinusoidal_positions, optimise, save, training_batch
@@ -185,19 +185,8 @@ def mixed_batch_loss(
 def gradient_blocked(model: GPT2LMHeadModel, heads: Sequence[tuple[int, int]]) -> Iterator[GPT2LMHeadModel]:
     """Within the block, the outputs of `heads` `[(layer, head), ...]` pass forward unchanged but send no gradient
     back (their slices of `c_proj`'s input `(batch, seq, n_head*d_head)` are detached); hooks go, also on error."""
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
-    body = transformer_of(model)
-    handles = [
-        body.h[layer].attn.c_proj.register_forward_pre_hook(_detaching_hook(heads_here, model.config.n_head))
-        for layer, heads_here in by_layer.items()
-    ]
-    try:
+    with head_output_hooks(model, heads, lambda _, heads_here: _detaching_hook(heads_here, model.config.n_head)):
         yield model
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _detaching_hook(heads: list[int], n_head: int):
