@@ -13,6 +13,7 @@ COMPUTING = (
     "weights",
     "heads",
     "scoring",
+    "other_kinds",
     "factored",
     "edits",
     "copying",
