@@ -181,6 +181,33 @@ def test_the_three_phase_curriculum_silences_the_layers_it_names():
     assert cfg.copy_row_silenced_heads(3250) == [(1, head) for head in range(8)]  # every head back, layer 1 off
 
 
+def test_the_shipped_recipe_follows_the_schedule_in_the_readme():
+    """Defaults: heads 0-3 with layer 2 or 3 off, then layer 1 off, then layer 1 or 2-3 off, then all heads from 2,750;
+    documents in half of each batch from step 2,250."""
+    cfg = LanguageTrainConfig()
+    heads_4_to_7 = {(layer, head) for layer in range(4) for head in range(4, 8)}
+
+    def off(step: int) -> set[tuple[int, int]]:
+        return set(cfg.copy_row_silenced_heads(step)) - heads_4_to_7
+
+    def layer(*layers: int) -> set[tuple[int, int]]:
+        return {(index, head) for index in layers for head in range(4)}
+
+    assert [off(step) for step in (0, 1, 749, 750, 2249, 2250, 2251, 2749)] == [
+        layer(2),
+        layer(3),
+        layer(3),
+        layer(1),
+        layer(1),
+        layer(1),
+        layer(2, 3),
+        layer(2, 3),
+    ]
+    assert heads_4_to_7 <= set(cfg.copy_row_silenced_heads(2749))
+    assert cfg.copy_row_silenced_heads(2750) == cfg.copy_row_silenced_heads(3999) == []
+    assert (cfg.copy_only_steps, cfg.n_copy_rows, cfg.batch_size, cfg.steps) == (2250, 16, 32, 4000)
+
+
 def head_grad_norms(model, cfg: LanguageTrainConfig, step: int) -> np.ndarray:
     """Norm of the copy-task gradient on each head's query, key and value columns of `c_attn`: `(n_layer, n_head)`."""
     model.zero_grad()
