@@ -19,10 +19,9 @@ import pandas as pd
 import torch
 
 from ihlib.data import repeated_tokens
-from ihlib.errors import IHLibError
-from ihlib.heads import FRACTION, MARGIN
+from ihlib.heads import FRACTION, MARGIN, head_label, rank_heads
 from ihlib.models import AnyGPT2
-from ihlib.scoring import attention_patterns, renormalise_without_first
+from ihlib.scoring import attention_patterns, check_fits_context, renormalise_without_first
 
 OTHER_KINDS: tuple[str, ...] = ("duplicate", "first_token")
 KIND_LABELS = {"duplicate": "duplicate-token head", "first_token": "first-token head"}
@@ -71,11 +70,8 @@ class OtherKindScores:
 
     def heads(self, kind: str) -> list[str]:
         """The heads that count as `kind`, best first, as `L{layer}H{head}`."""
-        values = getattr(self, kind)
-        order = np.argsort(-values, axis=None, kind="stable")
-        layers, heads = np.unravel_index(order, values.shape)
-        bar = self.bar(kind)
-        return [f"L{layer}H{head}" for layer, head in zip(layers, heads, strict=True) if values[layer, head] >= bar]
+        values, bar = getattr(self, kind), self.bar(kind)
+        return [head_label(layer, head) for layer, head in rank_heads(values) if values[layer, head] >= bar]
 
     def table(self) -> pd.DataFrame:
         """One row per kind: the heads that count, the best score, the bar and the uniform head's score."""
@@ -111,9 +107,6 @@ def other_kind_scores(
 ) -> OtherKindScores:
     """Score every head as a duplicate-token and a first-token head on `batch_size` repeated random segments."""
     ids = repeated_tokens(batch_size, seg_len, model.config.vocab_size, rep=rep, seed=seed)
-    if ids.shape[1] > model.config.n_positions:
-        raise IHLibError(
-            f"seg_len * rep = {ids.shape[1]} tokens exceeds the model's context of {model.config.n_positions}."
-        )
+    check_fits_context(model, ids)
     scores = kind_scores_from_attention(attention_patterns(model, ids).mean(dim=1), seg_len, rep)
     return OtherKindScores(**scores, uniform=uniform_kind_scores(seg_len, rep))

@@ -93,6 +93,14 @@ def attention_patterns(model: AnyGPT2, input_ids: torch.Tensor) -> torch.Tensor:
     return torch.stack(out.attentions).float().cpu()
 
 
+def check_fits_context(model: AnyGPT2, input_ids: torch.Tensor) -> None:
+    """Raise `IHLibError` when the sequences `(batch, T)` are longer than the model's context."""
+    if input_ids.shape[1] > model.config.n_positions:
+        raise IHLibError(
+            f"seg_len * rep = {input_ids.shape[1]} tokens exceeds the model's context of {model.config.n_positions}."
+        )
+
+
 def renormalise_without_first(attn: torch.Tensor) -> torch.Tensor:
     """Zero attention to and from position 0 (the attention sink) and renormalise rows; shape kept."""
     a = attn.clone()
@@ -163,10 +171,7 @@ def _scores_by_position(
     """Compute `scores_by_position` without the cache."""
     vocab = model.config.vocab_size
     ids = repeated_tokens(batch_size, seg_len, vocab, rep=rep, seed=seed, bos_token_id=bos_token_id)
-    if ids.shape[1] > model.config.n_positions:
-        raise IHLibError(
-            f"seg_len * rep = {ids.shape[1]} tokens exceeds the model's context of {model.config.n_positions}."
-        )
+    check_fits_context(model, ids)
     attn = renormalise_without_first(attention_patterns(model, ids)).mean(dim=1)  # (L, H, T, T)
     setting = ScoreSetting(seg_len, rep, bos_token_id is not None)
     return PositionScores(
