@@ -24,10 +24,10 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(TEST_ARGS)
 
 train: $(STAMP)
-	$(BIN)/python -m ihlib.train
+	$(BIN)/python -m ihlib.training.copy_trainer
 
 train-language: $(STAMP)
-	$(BIN)/python -m ihlib.train_language
+	$(BIN)/python -m ihlib.training.language_trainer
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_subspace.py

@@ -16,9 +16,9 @@ from collections.abc import Callable
 import torch
 from transformers import GPT2Config
 
-from ihlib.losses import position_loss
-from ihlib.models import load_model, new_model
-from ihlib.scoring import scores_by_position
+from ihlib.heads.scoring import scores_by_position
+from ihlib.model.loading import load_model, new_model
+from ihlib.tools.losses import position_loss
 
 
 def timed(call: Callable[[], object]) -> dict[str, float]:

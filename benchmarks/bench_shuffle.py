@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from ihlib.copying import CopyingSettings
-from ihlib.data import copy_positions
-from ihlib.edits import exchange_edit
-from ihlib.models import new_model
-from ihlib.shuffling import shuffle
+from ihlib.claims.shuffling import shuffle
+from ihlib.core.copying import CopyingSettings
+from ihlib.core.edits import exchange_edit
+from ihlib.model.batches import copy_positions
+from ihlib.model.loading import new_model
 
 matplotlib.use("Agg")
 

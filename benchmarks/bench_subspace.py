@@ -7,13 +7,13 @@ products for every pair (listed pairs and random-head baseline pairs). It also c
 The pre-redesign path (`chunked_subspaces`, reproduced here) computed the per-head SVDs lazily, 16 heads
 per batch, into full-size float64 caches; the first batched path (`float64_batched_subspaces`, reproduced here)
 converted all of `W_all` to float64 first. The ratios "old / new" compare them with today's one batched pass over
-all heads (`ihlib.factored.head_subspaces`: the Grams of the float32 factors, float64 on `d_head x d_head` cores), in
+all heads (`core.factored.head_subspaces`: the Grams of the float32 factors, float64 on `d_head x d_head` cores), in
 one run; the scores differ from the float64 paths' by about 1e-7 (printed).
 
     nice -n 10 python benchmarks/bench_subspace.py --reference-pairs 300  # full dense reference (minutes)
     nice -n 10 python benchmarks/bench_subspace.py                        # reference on 10 pairs per list, extrapolated
 
-ihlib runs its factored algebra on one thread (see `ihlib.factored.single_threaded`). On a shared machine,
+ihlib runs its factored algebra on one thread (see `ihlib.core.factored.single_threaded`). On a shared machine,
 set OPENBLAS_NUM_THREADS=1 too: numpy's threaded dense SVD stalls under contention (20x slower measured on
 2 busy cores), which would flatter the ratio.
 """
@@ -28,10 +28,10 @@ import time
 import numpy as np
 import torch
 
-from ihlib.factored import SIDE_FACTORS, HeadSubspaces, head_subspaces, right_singular_subspace, single_threaded
-from ihlib.heads import draw_head_pairs
-from ihlib.subspaces import match_subspaces
-from ihlib.weights import K, O, Q, V
+from ihlib.claims.subspaces import match_subspaces
+from ihlib.core.factored import SIDE_FACTORS, HeadSubspaces, head_subspaces, right_singular_subspace, single_threaded
+from ihlib.heads.selection import draw_head_pairs
+from ihlib.model.weights import K, O, Q, V
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,21 +1,22 @@
 """ihlib: helpers for the executable book on induction heads and their common subspace in GPT-2.
 
-Data flows `models` -> `weights` / `scoring` -> `heads` (which heads count) -> the claims (`diagonal`,
-`subspaces`, `shuffling`, `projection`, over `factored`, `copying`, `edits`, `stats`) -> `results` (saving),
-`plots_*`, `tables`, `prose` / `verdicts` -> the book. The seed notebook's one-call functions live in
-`ihlib.seed` and are re-exported here, so that `from ihlib import ...` replaces `from analysis_utils import ...`;
-they draw figures, so they load (with matplotlib) on first use: `import ihlib` alone does not import matplotlib.
+The package is layered; a module imports only from its own layer and those below (`tests/architecture`):
+`model` < `heads` < `core` < `claims`, `tools` < `report`, `training` < `book` (the runner). The seed notebook's
+one-call functions live in `ihlib.report.seed_notebook` and are re-exported here, so that `from ihlib import ...`
+replaces `from analysis_utils import ...`; they draw figures, so they load (with matplotlib) on first use:
+`import ihlib` alone does not import matplotlib.
 """
 
 import importlib
 
-from ihlib.circuits import diagonal_zscore, embedding_basis
-from ihlib.copying import CopyingSettings, pred_probs
-from ihlib.data import copy_positions, repeated_tokens
-from ihlib.diagonal import QKOVMatching, QKOVZScores, qkov_blocks, qkov_zscores
-from ihlib.edits import exchange_edit, projection_edit
-from ihlib.errors import BookError, EditError, HeadError, IHLibError, ModelLoadError, ParameterError
-from ihlib.factored import (
+from ihlib.claims.diagonal import QKOVMatching, QKOVZScores, qkov_blocks, qkov_zscores
+from ihlib.claims.projection import ProjectionResult, common_subspace, project
+from ihlib.claims.shuffling import ShuffleResult, ShuffleSweep, shuffle, shuffle_sweep
+from ihlib.claims.subspaces import SubspaceMatching, match_subspaces, subspace_match_score
+from ihlib.core.circuits import diagonal_zscore, embedding_basis
+from ihlib.core.copying import CopyingSettings, pred_probs
+from ihlib.core.edits import exchange_edit, projection_edit
+from ihlib.core.factored import (
     HeadSubspaces,
     ThinSVD,
     head_subspaces,
@@ -25,24 +26,15 @@ from ihlib.factored import (
     stacked_qk_svd,
     thin_svd_product,
 )
-from ihlib.heads import (
-    check_heads,
-    count_threshold,
-    counting_heads,
-    head_label,
-    head_labels,
-    head_role,
-    rank_heads,
-    top_heads,
-)
-from ihlib.models import DEFAULT_MODEL_NAME, load_model, model_label, new_model, transformer_of, unembedding
-from ihlib.projection import ProjectionResult, common_subspace, project
-from ihlib.results import create_folder, save_result, write_rankings
-from ihlib.scoring import HeadScores, attention_patterns, head_scores, scores_by_position
-from ihlib.shuffling import ShuffleResult, ShuffleSweep, shuffle, shuffle_sweep
-from ihlib.stats import mean_ci
-from ihlib.subspaces import SubspaceMatching, match_subspaces, subspace_match_score
-from ihlib.weights import head_biases, head_weights, ov, qk
+from ihlib.core.stats import mean_ci
+from ihlib.heads.scoring import HeadScores, attention_patterns, head_scores, scores_by_position
+from ihlib.heads.selection import count_threshold, counting_heads, head_role, top_heads
+from ihlib.model.batches import copy_positions, repeated_tokens
+from ihlib.model.errors import BookError, EditError, HeadError, IHLibError, ModelLoadError, ParameterError
+from ihlib.model.head_ids import check_heads, head_label, head_labels, rank_heads
+from ihlib.model.loading import DEFAULT_MODEL_NAME, load_model, model_label, new_model, transformer_of, unembedding
+from ihlib.model.weights import head_biases, head_weights, ov, qk
+from ihlib.report.saving import create_folder, save_result, write_rankings
 
 __all__ = [
     "BookError",
@@ -118,7 +110,7 @@ SEED_FUNCTIONS = ("project_exp", "qkov_matching", "qkov_matching_summary", "shuf
 
 
 def __getattr__(name: str) -> object:
-    """Load the seed's one-call functions from `ihlib.seed` on first use."""
+    """Load the seed's one-call functions from `ihlib.report.seed_notebook` on first use."""
     if name in SEED_FUNCTIONS:
-        return getattr(importlib.import_module("ihlib.seed"), name)
+        return getattr(importlib.import_module("ihlib.report.seed_notebook"), name)
     raise AttributeError(f"module 'ihlib' has no attribute {name!r}")

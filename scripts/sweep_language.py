@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from ihlib.language import LanguageConfig, provenance
-from ihlib.train import save
-from ihlib.train_language import LanguageTrainConfig, evaluate, train_language
+from ihlib.training.copy_trainer import save
+from ihlib.training.language_trainer import LanguageTrainConfig, evaluate, train_language
+from ihlib.training.synthetic_language import LanguageConfig, provenance
 
 BASE = LanguageTrainConfig(  # first sweeps: mixed from the start, every head on the copy rows
     copy_fraction=0.25, copy_only_steps=0, copy_heads=None, all_heads_copy_from=None, silence_phases=()

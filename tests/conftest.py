@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import GPT2Config
 
-from ihlib.models import load_model, new_model
+from ihlib.model.loading import load_model, new_model
 
 torch.set_num_threads(1)  # the test shapes are tiny: one thread avoids oversubscribing 2-core machines
 

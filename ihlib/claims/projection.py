@@ -1,0 +1,382 @@
+"""Claim 4: projecting the IHs' common `W_qk` subspace out of keys (or shifting-head outputs) disables copying.
+
+The common subspace: top right singular vectors `V_r` of the vertical stack of `W_qk` over IHs; `P = V_r V_r^T`.
+QK edit: `W_k <- (I - P) W_k` (out) or `P W_k` (keep only); OV edit: the same on `W_o`.
+
+Cross-fitted by default: the IHs of `IH_proj` are split into two folds (alternately down the ranking); an
+edited head that is one of them gets the subspace of the other fold, so no head is edited with a subspace it
+helped to fit; edited heads outside `IH_proj` get the subspace of all of `IH_proj`. Fewer than 2 IHs: nothing to
+cross-fit with, the edit is "not tested" (or pass `cross_fit=False` for the circular in-sample subspace).
+
+Controls at every rank r: a fresh random subspace of rank r in each repetition, and an energy-matched one,
+each edited head's own top-r directions (right singular vectors of its `W_qk` for QK, left singular vectors of
+its `W_ov` for OV), which remove at least as much of each head's squared Frobenius norm as any rank-r subspace.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ihlib.core.copying import CopyingSettings, condition_summary, per_repetition, pred_probs
+from ihlib.core.edits import check_component, model_heads, projection_edit
+from ihlib.core.factored import head_subspaces, random_orthonormal, stacked_qk_svd, subspace_projector
+from ihlib.core.stats import Interval, mean_ci, read_error_change
+from ihlib.model.errors import IHLibError
+from ihlib.model.loading import AnyGPT2
+from ihlib.model.validation import integer
+from ihlib.model.weights import K, O, Q, V, check_w_all
+
+SUBSPACES = ("common subspace", "random subspace", "own top directions")
+DEFAULT_SETTINGS = CopyingSettings(n_exp=5)
+KILLED = 0.9  # copying counts as killed when the mean top-1 error reaches this
+FOLDS = 2
+OWN_SIDE = {"QK": "key", "OV": "output"}
+
+
+def common_subspace(W_all: torch.Tensor, heads: list, rank: int) -> torch.Tensor:
+    """Return `V_r` `(d_model, rank)`: the orthonormal top-`rank` right singular vectors of the stacked `W_qk`."""
+    _, V = stacked_qk_svd(W_all, heads)
+    rank = integer(rank, "rank (min(d_model, K * d_head) at most)", low=1, high=V.shape[1])
+    return V[:, :rank]
+
+
+def folds(IH_proj: list, n_folds: int = FOLDS) -> list[list[list[int]]]:
+    """Split `IH_proj` (best first) into `n_folds` folds, alternately down the ranking."""
+    return [IH_proj[f::n_folds] for f in range(n_folds)]
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """Which subspace each edited head gets: `groups[i] = (edited heads, fitted on heads, V (d_model, m))`."""
+
+    groups: list[tuple[list[list[int]], list[list[int]], torch.Tensor]]
+    cross_fit: bool
+
+    @property
+    def max_rank(self) -> int:
+        """The largest rank every group's subspace has."""
+        return min(int(V.shape[1]) for _, _, V in self.groups)
+
+    def record(self) -> list[dict]:
+        """JSON-friendly: the edited heads and the heads their subspace was fitted on."""
+        return [{"edited": edited, "fitted_on": fitted} for edited, fitted, _ in self.groups]
+
+
+def edit_plan(W_all: torch.Tensor, IH_proj: list, heads: list, *, cross_fit: bool = True) -> EditPlan:
+    """Assign each edited head a subspace: cross-fitted (module docstring) or, without `cross_fit`, all of `IH_proj`."""
+    if not cross_fit:
+        return EditPlan([(heads, IH_proj, stacked_qk_svd(W_all, IH_proj)[1])], False)
+    parts = folds(IH_proj)
+    groups = []
+    for f, part in enumerate(parts):
+        edited = [h for h in heads if h in part]
+        if edited:
+            fitted = [h for g, other in enumerate(parts) if g != f for h in other]
+            groups.append((edited, fitted, stacked_qk_svd(W_all, fitted)[1]))
+    outside = [h for h in heads if h not in IH_proj]
+    if outside:
+        groups.append((outside, IH_proj, stacked_qk_svd(W_all, IH_proj)[1]))
+    return EditPlan(groups, True)
+
+
+def rank_sweep(max_rank: int, step: int, n_available: int) -> list[int]:
+    """Return the ranks `[0, step, 2 step, ..., <= max_rank]` (0 = unedited), validated against `n_available`."""
+    if not 1 <= int(step) <= int(max_rank) <= n_available:
+        raise IHLibError(
+            f"Need 1 <= step <= max_rank <= {n_available} (min(d_model, number of IHs fitted * d_head); "
+            "cross-fitted, the IHs of one fold); "
+            f"got step={step}, max_rank={max_rank}."
+        )
+    return [0, *range(int(step), int(max_rank) + 1, int(step))]
+
+
+@dataclass
+class ProjectionResult:
+    """A rank sweep of one projection edit: probs and errs `{condition: (n_ranks, n_exp, batch, n_positions)}`.
+
+    `energy[condition]` `(n_ranks,)`: share of the edited heads' summed `||W_qk||_F^2` (QK) or `||W_ov||_F^2` (OV)
+    that the edit removes (project out) or keeps (keep only); the random subspace's is the mean over repetitions.
+    `untested` says why nothing was run; then the arrays are empty.
+    """
+
+    component: str
+    project_out: bool
+    IH_proj: list[list[int]]
+    heads: list[list[int]]
+    ranks: list[int]
+    settings: CopyingSettings
+    probs: dict[str, np.ndarray]
+    errs: dict[str, np.ndarray]
+    energy: dict[str, list[float]]
+    plan: list[dict]
+    cross_fit: bool
+    untested: str | None = None
+
+    @property
+    def name(self) -> str:
+        """File stem: `project_{component}_{out|keep}_K0{..}_K{..}_T{seg_len}`."""
+        action = "out" if self.project_out else "keep"
+        return f"project_{self.component}_{action}_K0{len(self.IH_proj)}_K{len(self.heads)}_T{self.settings.seg_len}"
+
+    @property
+    def energy_word(self) -> str:
+        """ "removed" (project out) or "kept" (keep only): what `energy` measures."""
+        return "removed" if self.project_out else "kept"
+
+    @property
+    def summary(self) -> dict:
+        """Per condition: mean and 95% interval `(n_ranks,)` of error, probability and change from unedited."""
+        if self.untested:
+            return {}
+        return condition_summary(self.probs, self.errs, per_repetition(self.errs["common subspace"][0]))
+
+    def record(self) -> dict:
+        """Settings, heads, plan, ranks, energies and summaries, as saved to JSON."""
+        return {
+            "experiment": "project",
+            "component": self.component,
+            "project_out": self.project_out,
+            "cross_fit": self.cross_fit,
+            "ranks": self.ranks,
+            "IH_proj": self.IH_proj,
+            "heads": self.heads,
+            "plan": self.plan,
+            f"energy_{self.energy_word}": self.energy,
+            **self.settings.record(),
+            "summary": self.summary,
+            "untested": self.untested,
+        }
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Per-sample probabilities and errors by condition."""
+        arrays = {f"probs_{c.replace(' ', '_')}": v for c, v in self.probs.items()}
+        return arrays | {f"errs_{c.replace(' ', '_')}": v for c, v in self.errs.items()}
+
+
+def head_energy(W_all: torch.Tensor, heads: list, component: str, P: torch.Tensor | None = None) -> torch.Tensor:
+    """`||W_qk P||_F^2` (QK, keys read `P x`) or `||P W_ov||_F^2` (OV) per head `(n,)`; `P` projector or None (no edit).
+
+    Factored: `trace((W_q^T W_q)(W_k^T P W_k))`, `trace((W_v^T W_v)(W_o^T P W_o))`; `P (n, d, d)` or `(d, d)`.
+    """
+    layers, cols = torch.tensor(heads).T
+    W = W_all.detach().cpu()[layers, cols].double()
+    inner, edited = (W[:, Q], W[:, K]) if component == "QK" else (W[:, V], W[:, O])
+    right = edited.mT @ edited if P is None else edited.mT @ P @ edited
+    return ((inner.mT @ inner) * right).sum((-2, -1))
+
+
+def _edit_projectors(
+    plan: EditPlan, rank: int, heads: list, own: torch.Tensor, random_V: torch.Tensor, project_out: bool
+) -> dict[str, list[tuple[list[list[int]], torch.Tensor]]]:
+    """Per condition, the edits `[(heads, P)]` at `rank`: the plan's subspaces, one random subspace, each head's own."""
+    return {
+        "common subspace": [
+            (edited, subspace_projector(V[:, :rank], project_out=project_out)) for edited, _, V in plan.groups
+        ],
+        "random subspace": [(heads, subspace_projector(random_V, project_out=project_out))],
+        "own top directions": [
+            ([head], subspace_projector(own[i, :, :rank], project_out=project_out)) for i, head in enumerate(heads)
+        ],
+    }
+
+
+def _energy_share(W_all: torch.Tensor, edits: list, component: str, total: float) -> float:
+    """Share of `total` that `edits` `[(heads, P)]` leave in the edited heads."""
+    return float(sum(head_energy(W_all, heads, component, P).sum() for heads, P in edits) / total)
+
+
+def _projection_runs(
+    model: AnyGPT2,
+    W_all: torch.Tensor,
+    settings: CopyingSettings,
+    plan: EditPlan,
+    heads: list[list[int]],
+    ranks: list[int],
+    component: str,
+    project_out: bool,
+    chunk_size: int,
+    progress: bool,
+) -> tuple[dict, dict, dict]:
+    """Score every condition at every rank on every batch: `{condition: (n_ranks, n_exp, b, p)}` and energies."""
+    batches, positions, n_exp = settings.batches(), settings.positions(), settings.n_exp
+    own = head_subspaces(W_all).bases(OWN_SIDE[component], heads)
+    total = float(head_energy(W_all, heads, component).sum())
+    scored = {s: [[None] * n_exp for _ in ranks] for s in SUBSPACES}
+    retained = {s: np.ones((len(ranks), n_exp)) for s in SUBSPACES}
+    bar = tqdm(total=n_exp * (len(SUBSPACES) * (len(ranks) - 1) + 1), desc=f"project {component}", disable=not progress)
+    for r, ids in enumerate(batches):
+        unedited = pred_probs(model, ids, positions, chunk_size)
+        bar.update()
+        for s in SUBSPACES:
+            scored[s][0][r] = unedited
+        for i, rank in enumerate(ranks[1:], start=1):
+            random_V = random_orthonormal(np.random.default_rng([settings.seed, r, rank]), W_all.shape[3], rank)
+            for s, edits in _edit_projectors(plan, rank, heads, own, random_V, project_out).items():
+                with ExitStack() as stack:
+                    for edited, P in edits:
+                        stack.enter_context(projection_edit(model, edited, P, component))
+                    scored[s][i][r] = pred_probs(model, ids, positions, chunk_size)
+                retained[s][i, r] = _energy_share(W_all, edits, component, total)
+                bar.update()
+    bar.close()
+    probs = {s: np.array([[p for p, _ in row] for row in rows]) for s, rows in scored.items()}
+    errs = {s: np.array([[e for _, e in row] for row in rows]) for s, rows in scored.items()}
+    shares = {s: (1.0 - v if project_out else v).mean(1) for s, v in retained.items()}
+    return probs, errs, {s: [float(x) for x in v] for s, v in shares.items()}
+
+
+def _untested_reason(IH_proj: list, heads: list, component: str, cross_fit: bool) -> str | None:
+    """Say why a projection cannot be tested (no IHs, no heads to edit, too few IHs to cross-fit), or None."""
+    kind = "induction" if component == "QK" else "shifting"
+    if not IH_proj:
+        return "no head counts as an induction head, so there is no common subspace to project."
+    if not heads:
+        return f"no head counts as a {kind} head, so there is no head to edit."
+    if cross_fit and len(IH_proj) < FOLDS and any(h in IH_proj for h in heads):
+        return (
+            f"only {len(IH_proj)} IH spans the subspace and it is also edited: cross-fitting needs at least "
+            f"{FOLDS} IHs (fit on one, edit the other); the in-sample subspace would be circular."
+        )
+    return None
+
+
+@torch.no_grad()
+def project(
+    model: AnyGPT2,
+    W_all: torch.Tensor,
+    IH_proj: list,
+    heads: list,
+    *,
+    component: str = "QK",
+    project_out: bool = True,
+    max_rank: int = 100,
+    step: int = 5,
+    cross_fit: bool = True,
+    settings: CopyingSettings = DEFAULT_SETTINGS,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> ProjectionResult:
+    """Project the common subspace of `IH_proj`'s `W_qk` out of (or keep only it in) `heads`' `W_k` (QK) or `W_o` (OV).
+
+    Sweeps rank 0 (unedited), step, ..., max_rank (at most the smallest subspace of the plan); controls: a fresh
+    random subspace per repetition and each edited head's own top directions. Cross-fitted unless `cross_fit` is
+    False. Empty `IH_proj` or `heads`, or too few IHs to cross-fit, give an untested result without forward passes.
+    """
+    check_component(component)
+    check_w_all(W_all)
+    cfg = model.config
+    expected = (cfg.n_layer, cfg.n_head, 4, cfg.n_embd, cfg.n_embd // cfg.n_head)
+    if tuple(W_all.shape) != expected:
+        raise IHLibError(f"W_all has shape {tuple(W_all.shape)}, the model needs {expected}: use head_weights(model).")
+    IH_proj = model_heads(model, IH_proj, "IH_proj") if len(IH_proj) else []
+    heads = model_heads(model, heads) if len(heads) else []
+    settings = settings.resolved(model)
+    untested = _untested_reason(IH_proj, heads, component, cross_fit)
+    if untested:
+        return ProjectionResult(
+            component, project_out, IH_proj, heads, [], settings, {}, {}, {}, [], cross_fit, untested
+        )
+    plan = edit_plan(W_all, IH_proj, heads, cross_fit=cross_fit)
+    ranks = rank_sweep(max_rank, step, plan.max_rank)
+    probs, errs, energy = _projection_runs(
+        model, W_all, settings, plan, heads, ranks, component, project_out, chunk_size, progress
+    )
+    return ProjectionResult(
+        component, project_out, IH_proj, heads, ranks, settings, probs, errs, energy, plan.record(), cross_fit
+    )
+
+
+CONSECUTIVE = 2  # a rank decides only when the next swept rank decides too (the correction for scanning ranks)
+
+
+def _decides(result: ProjectionResult, i: int, tolerance: float) -> bool:
+    """True when rank index `i` decides for the claim (see `decisive_rank`)."""
+    summary = result.summary
+    common, random = (read_error_change(Interval.of(summary[s]["err_change"], i), tolerance) for s in SUBSPACES[:2])
+    if not result.project_out:
+        return common == "intact" and random == "breaks"
+    gap = Interval.of(mean_ci(per_repetition(result.errs["common subspace"][i] - result.errs["own top directions"][i])))
+    return common == "breaks" and random == "intact" and gap.low > 0
+
+
+def decisive_rank(result: ProjectionResult, *, tolerance: float = 0.1) -> int | None:
+    """First rank that decides for the claim at `CONSECUTIVE` consecutive swept ranks, or None.
+
+    Project out: the common subspace breaks copying, a random one leaves it intact, and the common subspace
+    breaks it more than each head's own top directions (paired 95% interval of the error gap above 0), although
+    those remove at least as much energy. Keep only: the common subspace keeps copying intact while a random one
+    breaks it. Readings as in `stats.reading`. Requiring consecutive ranks is the correction for scanning ranks.
+    """
+    if result.untested:
+        return None
+    decides = [rank > 0 and _decides(result, i, tolerance) for i, rank in enumerate(result.ranks)]
+    for i in range(len(decides) - CONSECUTIVE + 1):
+        if all(decides[i : i + CONSECUTIVE]):
+            return result.ranks[i]
+    return None
+
+
+def killed_rank(result: ProjectionResult, condition: str = "common subspace") -> int | None:
+    """First swept rank at which the mean top-1 error of `condition` reaches `KILLED`, or None."""
+    if result.untested:
+        return None
+    errors = result.summary[condition]["err"]["mean"]
+    return next((rank for rank, e in zip(result.ranks, errors, strict=True) if rank > 0 and e >= KILLED), None)
+
+
+def plateau(result: ProjectionResult, condition: str = "common subspace") -> float | None:
+    """Mean top-1 error of `condition` over the upper half of the swept ranks (where a sweep levels off)."""
+    if result.untested:
+        return None
+    errors = np.asarray(result.summary[condition]["err"]["mean"])[1:]
+    return float(errors[len(errors) // 2 :].mean())
+
+
+@dataclass(frozen=True)
+class ProjectionJudgement:
+    """Claim 4's rule for one component: label, decisive ranks (out, keep), the killed rank, plateau, and why."""
+
+    component: str
+    label: str
+    decisive: dict[bool, int | None]
+    killed: int | None = None
+    plateau: float | None = None
+    why: str = ""
+
+
+def judge_projection(results: list[ProjectionResult], *, tolerance: float = 0.1) -> dict[str, ProjectionJudgement]:
+    """Claim 4 per component: supported when projecting out and keeping only both decide (`decisive_rank`) and
+    projecting out kills copying (error >= `KILLED`) at some rank; partly supported when one of the two decides,
+    or both do but projecting out only reaches a plateau below `KILLED`; not supported when neither decides; not
+    tested with one repetition or when the edit could not run (`ProjectionResult.untested`).
+    """
+    by_component: dict[str, dict[bool, ProjectionResult]] = {}
+    for result in results:
+        by_component.setdefault(result.component, {})[result.project_out] = result
+    judgements = {}
+    for component, runs in by_component.items():
+        if set(runs) != {True, False}:
+            raise IHLibError(f"judge_projection needs both a project-out and a keep-only run for {component}.")
+        decisive = {out: decisive_rank(runs[out], tolerance=tolerance) for out in (True, False)}
+        untested = runs[True].untested or runs[False].untested
+        if untested:
+            judgements[component] = ProjectionJudgement(component, "not tested", decisive, why=untested)
+            continue
+        numbers = dict(killed=killed_rank(runs[True]), plateau=plateau(runs[True]))
+        if runs[True].settings.n_exp < 2:
+            why = "one repetition"
+            judgements[component] = ProjectionJudgement(component, "not tested", decisive, **numbers, why=why)
+            continue
+        found = sum(rank is not None for rank in decisive.values())
+        label = ("not supported", "partly supported", "supported")[found]
+        why = ""
+        if label == "supported" and numbers["killed"] is None:
+            label = "partly supported"
+            why = f"projecting out never kills copying: the error levels off at {numbers['plateau']:.2f} < {KILLED}."
+        judgements[component] = ProjectionJudgement(component, label, decisive, **numbers, why=why)
+    return judgements

@@ -1,0 +1,1 @@
+"""Layer 5, the report: saving results, tables, verdict sentences, figures, the seed-shaped one-call functions."""

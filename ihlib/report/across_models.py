@@ -1,0 +1,200 @@
+"""The claims across models: per model, the heads found and every claim's verdict side by side, read from what each
+model's chapters saved (the book runner puts the site's model in `results/` and every other model in
+`../models/<label>/results/`), beside the GPT-2 head scores that the seed notebook printed (not recomputed here)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+from ihlib.claims.verdicts import FAILED_MARKER, VerdictReport, collect_verdicts
+from ihlib.heads.head_table import head_table
+from ihlib.heads.scoring import HeadScores, ScoreSetting
+from ihlib.heads.selection import count_threshold
+from ihlib.model.errors import IHLibError
+from ihlib.model.head_ids import HEAD_KINDS, head_label
+from ihlib.report.seed_gpt2 import SEED_GPT2_TOP
+
+MODEL_RECORD = "model.json"  # written by the book runner in each model's results folder
+SCORES_CHAPTER = "00_finding_heads"
+SCORES_FILE = "head_scores.json"
+
+SEED_COLUMN = "GPT-2 (printed by the seed, not recomputed)"
+FAILED_ROW = "(the chapter failed: no claim read)"  # the row of a chapter that no model has a verdict for
+KEY_NUMBER = re.compile(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")  # "+0.55 [+0.43, +0.68]", as prose prints
+
+
+@dataclass
+class ModelResults:
+    """One model's saved results: its label, `model_name`, results folder, head scores (None when chapter 0 has no
+    scores: `scores_status` says "failed" or "missing") and the claims' verdicts."""
+
+    label: str
+    model_name: str | None
+    folder: Path
+    scores: HeadScores | None
+    scores_status: str
+    verdicts: VerdictReport
+
+
+def load_head_scores(path: str | Path) -> HeadScores:
+    """Read a `head_scores.json` written by `save_result(HeadScores)`: both score arrays and their setting."""
+    record = json.loads(Path(path).read_text())
+    return HeadScores(
+        np.array(record["induction"], dtype=float),
+        np.array(record["shifting"], dtype=float),
+        ScoreSetting(**record["setting"]),
+    )
+
+
+def model_results(folder: str | Path, chapters: list[str]) -> ModelResults:
+    """Read one model's results folder: `model.json` (label; the folder's parent's name when absent), chapter 0's
+    head scores ("failed" when it left `FAILED.json`) and the verdicts of `chapters`."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise IHLibError(f"results folder {str(folder)!r} does not exist: run the book first, or pass results_dir.")
+    record_path = folder / MODEL_RECORD
+    record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    scores_dir = folder / SCORES_CHAPTER
+    if (scores_dir / FAILED_MARKER).is_file():
+        scores, status = None, "failed"
+    elif (scores_dir / SCORES_FILE).is_file():
+        scores, status = load_head_scores(scores_dir / SCORES_FILE), "found"
+    else:
+        scores, status = None, "missing"
+    label = record.get("label") or folder.resolve().parent.name
+    return ModelResults(label, record.get("model_name"), folder, scores, status, collect_verdicts(folder, chapters))
+
+
+def collect_models(results_dir: str | Path, models_dir: str | Path, chapters: list[str]) -> list[ModelResults]:
+    """The site's model (`results_dir`) first, then every model under `models_dir/<label>/results`, by label."""
+    others = sorted(Path(models_dir).glob("*/results")) if Path(models_dir).is_dir() else []
+    return [model_results(results_dir, chapters), *[model_results(folder, chapters) for folder in others]]
+
+
+def layer_counts(scores: HeadScores) -> list[dict[str, int]]:
+    """Per layer, how many heads count as induction heads, as shifting heads, as both, and as neither (`head_table`)."""
+    return head_table(scores).role_counts()
+
+
+def _count_cell(count: dict[str, int]) -> str:
+    """One layer's counts as "2 IH, 1 SH, 5 neither" (a kind with no head left out; "both" only when present)."""
+    names = {"induction": "IH", "shifting": "SH", "both": "both", "neither": "neither"}
+    return ", ".join(f"{n} {names[kind]}" for kind, n in count.items() if n) or "none"
+
+
+def heads_table(models: list[ModelResults]) -> Styler:
+    """Per layer (rows) and model (columns): the heads that count as induction (IH), shifting (SH), both or
+    neither, then each kind's total and the bar a score must reach; "failed"/"missing" without chapter 0's scores."""
+    depth = max((m.scores.induction.shape[0] for m in models if m.scores is not None), default=0)
+    rows = {f"layer {layer}": {} for layer in range(depth)}
+    rows |= {"total": {}, "bar (induction, shifting)": {}}
+    for m in models:
+        if m.scores is None:
+            for row in rows.values():
+                row[m.label] = m.scores_status
+            continue
+        counts = layer_counts(m.scores)
+        for layer in range(depth):
+            rows[f"layer {layer}"][m.label] = _count_cell(counts[layer]) if layer < len(counts) else ""
+        totals = {kind: sum(c[kind] for c in counts) for kind in counts[0]}
+        rows["total"][m.label] = _count_cell(totals)
+        bars = [f"{count_threshold(m.scores, kind):.2f}" for kind in HEAD_KINDS]
+        rows["bar (induction, shifting)"][m.label] = ", ".join(bars)
+    return _styled(pd.DataFrame([{"": name, **row} for name, row in rows.items()]))
+
+
+def top_heads_table(models: list[ModelResults], *, top: int = 5) -> Styler:
+    """The `top` heads of each kind per model ("L1H3 0.97", best first), and the seed's printed GPT-2 heads."""
+    if not 1 <= top <= len(SEED_GPT2_TOP["induction"]):
+        raise IHLibError(f"top={top!r}: choose 1..{len(SEED_GPT2_TOP['induction'])} (the seed's heads listed here).")
+    columns: dict[str, list[str]] = {}
+    for m in models:
+        for kind in HEAD_KINDS:
+            columns[f"{m.label}: {kind}"] = _top_cells(m, kind, top)
+    for kind in HEAD_KINDS:
+        columns[f"{SEED_COLUMN}: {kind}"] = [f"{head_label(*pair)} {score:.2f}" for pair, score in SEED_GPT2_TOP[kind]][
+            :top
+        ]
+    return _styled(pd.DataFrame({"rank": range(1, top + 1), **columns}))
+
+
+def _top_cells(m: ModelResults, kind: str, top: int) -> list[str]:
+    """A model's `top` heads of `kind` as "L1H3 0.97", padded with "" (or its scores' status when it has none)."""
+    if m.scores is None:
+        return [m.scores_status] * top
+    values = getattr(m.scores, kind)
+    ranked = m.scores.IH_list if kind == "induction" else m.scores.Shifting_list
+    cells = [f"{head_label(layer, head)} {values[layer, head]:.2f}" for layer, head in ranked[:top]]
+    return cells + [""] * (top - len(cells))
+
+
+def key_number(text: str, details: list[str]) -> str:
+    """The verdict's key number and interval: the first "value [low, high]" its text states, else its details'
+    first; "" when it states none."""
+    for part in [text, *details]:
+        found = KEY_NUMBER.search(part)
+        if found:
+            return found.group(0)
+    return ""
+
+
+def verdict_cells(report: VerdictReport) -> dict[tuple[str, str], str]:
+    """One model's cells by (chapter, claim): "verdict: key [interval]", "failed" for a failed chapter."""
+    cells = {}
+    for chapter in report.chapters:
+        if chapter in report.failed:
+            cells[(chapter, FAILED_ROW)] = "failed"
+        for verdict in report.verdicts.get(chapter, []):
+            key = key_number(verdict.text, verdict.details)
+            cells[(chapter, verdict.claim)] = f"{verdict.verdict}: {key}" if key else verdict.verdict
+    return cells
+
+
+def verdicts_table(models: list[ModelResults]) -> Styler:
+    """Every claim (rows, chapter order) per model (columns): the verdict with its key number and interval;
+    "failed" for a chapter whose last run failed (never an older verdict), "missing" where none was saved."""
+    per_model = {m.label: verdict_cells(m.verdicts) for m in models}
+    keys = list(dict.fromkeys(key for cells in per_model.values() for key in cells))
+    judged = {chapter for chapter, claim in keys if claim != FAILED_ROW}
+    keys = [key for key in keys if key[1] != FAILED_ROW or key[0] not in judged]
+    chapters = {chapter: i for m in models for i, chapter in enumerate(m.verdicts.chapters)}
+    keys.sort(key=lambda key: chapters.get(key[0], len(chapters)))
+    rows = []
+    for chapter, claim in keys:
+        row = {"chapter": chapter, "claim": claim}
+        for m in models:
+            failed = chapter in m.verdicts.failed
+            row[m.label] = "failed" if failed else per_model[m.label].get((chapter, claim), "missing")
+        rows.append(row)
+    return _styled(pd.DataFrame(rows, columns=["chapter", "claim", *per_model]))
+
+
+def across_record(models: list[ModelResults]) -> dict:
+    """JSON-friendly summary saved beside the page: per model, its head counts per layer and the verdict cells."""
+    return {
+        "seed_gpt2_top_printed_not_recomputed": {
+            kind: [[list(pair), score] for pair, score in heads] for kind, heads in SEED_GPT2_TOP.items()
+        },
+        "models": [
+            {
+                "label": m.label,
+                "model_name": m.model_name,
+                "scores": m.scores_status,
+                "layer_counts": layer_counts(m.scores) if m.scores is not None else None,
+                "verdicts": {" / ".join(key): cell for key, cell in verdict_cells(m.verdicts).items()},
+            }
+            for m in models
+        ],
+    }
+
+
+def _styled(frame: pd.DataFrame) -> Styler:
+    """A table shown without the pandas index, cells left-aligned."""
+    return frame.style.hide(axis="index").set_properties(**{"text-align": "left"})

@@ -1,0 +1,378 @@
+"""The words of each claim's verdict: sentences rendered from the rules' judgements (`judge_*` beside each claim)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ihlib.claims.diagonal import DiagonalControls, DiagonalJudgement
+from ihlib.claims.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
+from ihlib.claims.shuffling import (
+    CONDITIONS,
+    ONE_REPETITION,
+    ControlledShuffleJudgement,
+    ShuffleControls,
+    ShuffleSweep,
+    repetition_intact,
+)
+from ihlib.claims.subspaces import JUDGED, PRIMARY_CONTROL, ControlsJudgement, SubspaceControls
+from ihlib.claims.verdicts import Verdict
+from ihlib.core.circuits import STATISTICS
+from ihlib.core.copying import per_repetition
+from ihlib.core.stats import Effect, Interval, mean_ci, read_error_change
+from ihlib.heads.scoring import HeadScores
+from ihlib.heads.selection import counting_heads, head_role
+from ihlib.model.head_ids import head_label, head_labels
+from ihlib.report.formatting import format_interval
+
+
+def _a(word: str) -> str:
+    """Return `word` with its indefinite article: "an induction head", "a shifting head"."""
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    """A generated Markdown paragraph ("what we see"), displayed as Markdown by Jupyter."""
+
+    text: str
+
+    def _repr_markdown_(self) -> str:
+        """The paragraph as Markdown."""
+        return self.text
+
+
+def effect_text(effect: Effect) -> str:
+    """One effect as "+0.55 [+0.43, +0.68] (d = 5.1, p = 0.0005)": difference, head-resampled interval, Cohen's d."""
+    return (
+        f"{effect.difference:+.3f} [{effect.low:+.3f}, {effect.high:+.3f}] "
+        f"(d = {effect.standardized:.2g}, one-sided p = {effect.p_value:.2g})"
+    )
+
+
+def _effect_lines(effects: dict[str, Effect], absent: dict[str, str]) -> list[str]:
+    """One line per control: means, effect, interval; then one plain line per control that does not exist."""
+    lines = [
+        f"Against {name} ({e.n_control} pairs, mean {e.control_mean:.3f}): listed mean {e.listed_mean:.3f}, "
+        f"difference {effect_text(e)}."
+        for name, e in effects.items()
+    ]
+    return lines + [
+        f"No {name} control on this model: {why.removeprefix('does not exist: ')}." for name, why in absent.items()
+    ]
+
+
+DIAGONAL_CLAIM = "Claim 1 (large diagonal of W_qk W_ov)"
+SUBSPACE_CLAIM = "Claim 2 (common subspace)"
+
+
+def shuffle_claim(component: str, kind: str) -> str:
+    """Claim 3's name for one component ("QK" or "OV") and the kind of heads whose weights are shuffled."""
+    return f"Claim 3 ({component} of {kind} heads)"
+
+
+def projection_claim(component: str) -> str:
+    """Claim 4's name for one component ("QK" or "OV")."""
+    return f"Claim 4 ({component}: {_target_heads(component)})"
+
+
+LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
+
+
+def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
+    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, and absent controls."""
+    claim = DIAGONAL_CLAIM
+    j = judgement
+    if j.n_pairs == 0 or not j.effects:
+        why = (
+            "no listed shifting head sits in an earlier layer than a listed IH"
+            if j.n_pairs == 0
+            else ("there is no random composable pair of unlisted heads to compare with")
+        )
+        return Verdict(claim, "not tested", f"Nothing to compare: {why}.", caveat="not tested on this model")
+    clear = [name for name, e in j.effects.items() if e.clear]
+    text = (
+        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score that clears {len(clear)} of the "
+        f"{len(j.effects)} controls that exist here ({', '.join(clear) or 'none'}); mean difference and 95% interval, "
+        f"{LARGE_RULE}:"
+    )
+    return Verdict(claim, j.label, text, _effect_lines(j.effects, j.absent), caveat=_weight_caveat(j.absent))
+
+
+def _weight_caveat(absent: dict[str, str]) -> str:
+    """The one-line caveat of a weight claim: the controls that do not exist, and what the weights leave out."""
+    missing = f"no {' or '.join(absent)} control exists on this model; " if absent else ""
+    return missing + "weights only (no layer norm, no biases)."
+
+
+def diagonal_what_we_see(result: DiagonalControls, judgement: DiagonalJudgement) -> Paragraph:
+    """A paragraph from the numbers: each statistic's listed mean against each control's, and what is absent."""
+    if not judgement.effects:
+        return Paragraph("Nothing to see: no listed pair can compose, or no control pair exists on this model.")
+    parts = []
+    for stat, effects in result.effects.items():
+        listed = next(iter(effects.values())).listed_mean
+        against = ", ".join(
+            f"{name} {e.control_mean:.3f}" + ("" if e.clear else " (not cleared)") for name, e in effects.items()
+        )
+        parts.append(f"{STATISTICS[stat]}: listed {listed:.3f} against {against}")
+    absent = " ".join(
+        f"No {name} control on this model: {why.removeprefix('does not exist: ')}."
+        for name, why in judgement.absent.items()
+    )
+    chance = (
+        f" Chance for the token-basis rate is 1/{result.token_count} = {1 / result.token_count:.4f}."
+        if result.token_count
+        else ""
+    )
+    return Paragraph(
+        f"**What we see.** Listed pairs (mean) against each control (mean): {'; '.join(parts)}.{chance} {absent} "
+        f"The verdict reads the residual-basis z-score: **{judgement.label}**."
+    )
+
+
+def matching_verdict(judgement: ControlsJudgement) -> Verdict:
+    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control."""
+    lines = []
+    for mode, effects in judgement.effects.items():
+        judged = "" if mode != "SH x SH" else " (reported, not judged)"
+        lines.append(f"{mode}{judged}: {judgement.labels[mode]}.")
+        lines += [f"{mode}: {line}" for line in _effect_lines(effects, judgement.absent[mode])]
+    text = (
+        f"Judged on one number per pair, the {JUDGED} (correlated settings count once), in IH x SH and IH x IH; "
+        f"{LARGE_RULE}:"
+    )
+    absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
+    return Verdict(SUBSPACE_CLAIM, judgement.label, text, lines, caveat=_weight_caveat(absent))
+
+
+def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
+    """A paragraph from the numbers: per comparison and rank, where the listed pairs stand against random heads."""
+    parts = []
+    for result in results:
+        primary = PRIMARY_CONTROL[result.mode]
+        ranks = [
+            f"r = {r}: {e.listed_mean:.2f} vs {e.control_mean:.2f}" + (" (interval above 0)" if e.low > 0 else "")
+            for r in result.ranks
+            if (e := result.effects[f"mean@{r}"].get(primary)) is not None
+        ]
+        if ranks:
+            parts.append(f"{result.mode}, listed vs {primary} ('mean' score): " + "; ".join(ranks))
+    return Paragraph(
+        "**What we see.** " + ". ".join(parts) + f". Verdict on the rank-averaged score: **{judgement.label}** "
+        f"({', '.join(f'{m}: {label}' for m, label in judgement.labels.items())})."
+    )
+
+
+def shuffle_verdict(
+    controls: ShuffleControls,
+    judgement: ControlledShuffleJudgement,
+    sweep: ShuffleSweep,
+    scores: HeadScores,
+    *,
+    fraction: float,
+    margin: float,
+    tolerance: float,
+) -> Verdict:
+    """Claim 3's verdict for one component: every control's error change, the judged comparison, and the sweep's
+    redundancy, heads beyond the counting ones, and spread of single repetitions."""
+    component, kind, j = controls.component, controls.kind, judgement
+    claim = shuffle_claim(component, kind)
+    layers = ", ".join(map(str, controls.layers))
+    changes = "; ".join(
+        f"{c}: {format_interval(change, signed=True)}" for c, change in (j.changes or {}).items() if c != "original"
+    )
+    text = (
+        f"Editing the {component} of the {len(controls.heads)} {kind} heads (layer(s) {layers}) changes the top-1 "
+        f"copying error by: {changes}. A change breaks copying when its 95% interval lies above +{tolerance:.2f}, "
+        f"is harmless when it lies below. Reading: {j.why}"
+    )
+    details = [f"No '{c}' control on this model: {why}." for c, why in controls.absent.items()]
+    details.append(f"Judged: '{j.test}' against '{j.reference}'." if j.test else "Nothing judged.")
+    real = counting_heads(scores, kind, fraction=fraction, margin=margin)
+    n_k = len(sweep.Ks)
+    readings = {
+        c: [read_error_change(Interval.of(sweep.summary[c]["err_change"], i), tolerance) for i in range(n_k)]
+        for c in CONDITIONS
+    }
+    details.append(_redundancy_line(sweep.Ks, readings["random baseline"], len(real), component))
+    beyond = _beyond_line(sweep, scores, real, readings["shuffle"], fraction=fraction, margin=margin)
+    if beyond:
+        details.append(beyond)
+    details.append(_variance_line(sweep))
+    where = "one layer, backed by a same-layer control" if len(controls.layers) == 1 else "heads in several layers"
+    caveats = {
+        "not informative": f"could not fail here: {kind} heads in one layer with no same-layer control that breaks.",
+        "not tested": "not tested on this model.",
+    }
+    caveat = caveats.get(j.label, f"random tokens repeated; {where}.")
+    return Verdict(claim, j.label, text, details, caveat=caveat)
+
+
+def shuffle_what_we_see(results: list[ShuffleControls], judgements: dict[str, ControlledShuffleJudgement]) -> Paragraph:
+    """A paragraph from the numbers: per component, the shuffle against its controls and the label."""
+    parts = []
+    for result in results:
+        j = judgements[result.component]
+        errors = ", ".join(f"{c} {format_interval(Interval.of(result.summary[c]['err']))}" for c in result.summary)
+        layers = ", ".join(map(str, result.layers))
+        parts.append(f"{result.component} ({result.kind} heads, layer(s) {layers}): error {errors}; **{j.label}**")
+    return Paragraph("**What we see.** " + ". ".join(parts) + ".")
+
+
+def _first_k(Ks: list[int], readings: list[str], wanted: str, above: int | None = None, upto: int | None = None):
+    """Return the first K with `readings[k] == wanted` among the Ks in `(above, upto]`, or None."""
+    return next(
+        (
+            K
+            for K, r in zip(Ks, readings, strict=True)
+            if (above is None or K > above) and (upto is None or K <= upto) and r == wanted
+        ),
+        None,
+    )
+
+
+def _redundancy_line(Ks: list[int], random_readings: list[str], n: int, component: str) -> str:
+    """Say from which K, up to the counting heads, random replacement breaks copying."""
+    first = _first_k(Ks, random_readings, "breaks", upto=n)
+    if first is None:
+        return f"Replacing the {component} of up to {n} top heads by random heads' never clearly breaks copying."
+    if first == min(Ks):
+        return f"Replacing the {component} of the top {first} heads by random heads' already breaks copying."
+    return (
+        f"Replacing the {component} of the top K heads by random heads' breaks copying only from K = {first} on: "
+        "with fewer heads replaced, the heads left intact still copy (redundancy)."
+    )
+
+
+def _beyond_line(
+    sweep: ShuffleSweep, scores: HeadScores, real: list, shuffle_readings: list[str], *, fraction: float, margin: float
+) -> str:
+    """Say which heads follow the counting ones in the ranking and what shuffling them does ("" if K stays within)."""
+    component, kind, Ks, heads, n = sweep.component, sweep.kind, sweep.Ks, sweep.heads, len(real)
+    if max(Ks) <= n:
+        return ""
+    roles = (
+        f"{head_label(*h)} ({head_role(scores, *h, fraction=fraction, margin=margin)})" for h in heads[n : max(Ks)]
+    )
+    line = f"Beyond the {n} {kind} heads the ranking continues with {', '.join(roles)}. "
+    first = _first_k(Ks, shuffle_readings, "breaks", above=n)
+    if first is None:
+        return line + f"Shuffling them in never clearly breaks copying up to K = {max(Ks)}."
+    intact = repetition_intact(sweep, real, "shuffle", Ks.index(first))
+    line += (
+        f"Shuffling first breaks copying at K = {first}: there, on average {intact:.1f} of the {n} {kind} "
+        f"heads still carry {_a(kind)} head's {component}"
+    )
+    other = "shifting" if kind == "induction" else "induction"
+    n_other = sum(h in counting_heads(scores, other, fraction=fraction, margin=margin) for h in heads[:first])
+    if n_other:
+        line += f"; {n_other} of the shuffled heads count as {other} heads and lose their own {component}"
+    return line + "."
+
+
+def _variance_line(sweep: ShuffleSweep) -> str:
+    """Say how far single repetitions spread where they spread most, against the 95% interval of their mean."""
+    spread = {(K, c): per_repetition(sweep.errs[c][k]) for c in CONDITIONS[1:] for k, K in enumerate(sweep.Ks)}
+    (K, condition), values = max(spread.items(), key=lambda item: np.ptp(item[1]))
+    stats = mean_ci(values)
+    half = float(stats["high"] - stats["mean"])
+    return (
+        f"Variability: single repetitions spread most for '{condition}' at K = {K}, from {values.min():.2f} to "
+        f"{values.max():.2f}; the mean of the {sweep.settings.n_exp} repetitions is {float(stats['mean']):.2f} ± "
+        f"{half:.2f} (95%). One repetition, as in the seed, can land anywhere in that range."
+    )
+
+
+def _projection_sentence(result: ProjectionResult, rank: int | None) -> str:
+    """One sentence on one projection run: where it decides, with errors and energies of every condition there."""
+    summary = result.summary
+    where = "keys (W_K)" if result.component == "QK" else "outputs (W_O)"
+    heads = f"the {len(result.heads)} heads' {where}"
+    if result.project_out:
+        action, success = f"Projecting it out of {heads}", "breaks copying (more than each head's own top directions)"
+    else:
+        action, success = f"Keeping only it in {heads}", "keeps copying intact"
+    shown = result.ranks.index(rank or result.ranks[-1])
+    numbers = ", ".join(
+        f"{s} error {format_interval(Interval.of(summary[s]['err'], shown))} "
+        f"({result.energy[s][shown]:.0%} of the energy "
+        f"{result.energy_word})"
+        for s in SUBSPACES
+    )
+    if rank is None:
+        return (
+            f"{action} never {success} at two consecutive ranks where a random subspace does the opposite, up to "
+            f"rank {result.ranks[-1]} (there: {numbers})."
+        )
+    unedited = format_interval(Interval.of(summary["common subspace"]["err"], 0))
+    return (
+        f"{action} first {success} at ranks {rank} and the next one swept, where a random subspace does the "
+        f"opposite (at rank {rank}: {numbers}; unedited {unedited})."
+    )
+
+
+def _target_heads(component: str) -> str:
+    """Name where a component's projection acts: IH keys or shifting-head outputs."""
+    return "keys of induction heads" if component == "QK" else "outputs of shifting heads"
+
+
+def _fitting(result: ProjectionResult) -> str:
+    """How the subspace was fitted, in words."""
+    if not result.cross_fit:
+        return f"in-sample from the {len(result.IH_proj)} IHs (circular where they are also edited)"
+    if not any(h in result.IH_proj for h in result.heads):
+        return f"fitted on all {len(result.IH_proj)} IHs, none of which is edited (nothing to cross-fit)"
+    fitted = "; ".join(
+        f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
+    )
+    return f"cross-fitted in {FOLDS} folds ({fitted})"
+
+
+def projection_verdict(
+    runs: dict[bool, ProjectionResult], judgement: ProjectionJudgement, *, tolerance: float
+) -> Verdict:
+    """Claim 4's verdict for one component in words; `runs` maps project_out (True, False) to the result."""
+    claim = projection_claim(judgement.component)
+    out = runs[True]
+    if out.untested or runs[False].untested:
+        return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}", caveat="not tested on this model.")
+    killed = (
+        f"Projecting out kills copying (mean error >= {KILLED}) from rank {judgement.killed}"
+        if judgement.killed is not None
+        else f"Projecting out never kills copying (mean error >= {KILLED})"
+    )
+    text = (
+        f"The common subspace: top right singular directions of stacked W_QK of IHs, {_fitting(out)}. "
+        + " ".join(_projection_sentence(runs[o], judgement.decisive[o]) for o in (True, False))
+        + f" {killed}; the error levels off at {judgement.plateau:.2f} over the upper half of the ranks."
+    )
+    details = [f"Not read: {ONE_REPETITION}"] if out.settings.n_exp < 2 else []
+    if judgement.why and out.settings.n_exp >= 2:
+        details.append(f"Capped at partly supported: {judgement.why}")
+    details += [
+        f"A change in top-1 error counts as breaking copying when its 95% interval lies above +{tolerance:.2f}, "
+        "as harmless when it lies below. Correction for scanning ranks: a rank decides only when the next swept "
+        f"rank decides too. {out.settings.n_exp} repetitions of {out.settings.batch_size} sequences."
+    ]
+    caveat = f"energy-matched by each head's own top directions; {'cross-fitted' if out.cross_fit else 'in-sample'}."
+    if judgement.killed is None:
+        caveat = f"copying is never killed (plateau {judgement.plateau:.2f}); " + caveat
+    return Verdict(claim, judgement.label, text, details, caveat=caveat)
+
+
+def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str, ProjectionJudgement]) -> Paragraph:
+    """A paragraph from the numbers: per edit, the errors of every condition at the largest rank, and the labels."""
+    parts = []
+    for result in results:
+        if result.untested:
+            parts.append(
+                f"{result.component} {'out' if result.project_out else 'keep'}: not tested ({result.untested})"
+            )
+            continue
+        errors = ", ".join(f"{s} {float(result.summary[s]['err']['mean'][-1]):.2f}" for s in SUBSPACES)
+        action = "project out" if result.project_out else "keep only"
+        parts.append(f"{result.component} {action}, rank {result.ranks[-1]}: error {errors}")
+    labels = ", ".join(f"{c}: **{j.label}**" for c, j in judgements.items())
+    return Paragraph("**What we see.** " + "; ".join(parts) + f". Verdicts: {labels}.")
