@@ -78,26 +78,32 @@ def intervals(samples: np.ndarray) -> np.ndarray:
     return np.stack([samples[..., 0], low, high], axis=-1)
 
 
-def induction_shares(result: PathPatchingResult, *, n_boot: int, seed: int) -> np.ndarray:
-    """Shares of each receiver's induction score above the uniform head's, `(n_receivers, 3 parts, 3)`."""
+def induction_shares(result: PathPatchingResult, *, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shares `(n_receivers, 3 parts, 3)` and drops `(n_receivers, 3 conditions, 3)` of each receiver's induction
+    score above the uniform head's; the last axis is mean, low, high."""
     means = resampled_means(result.induction, n_boot, seed)  # (n_conditions, n_receivers, 1 + n_boot)
     nothing = means[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        span = np.where(nothing - result.uniform_induction > 0, nothing - result.uniform_induction, np.nan)
-        drops = {name: (nothing - means[condition_index(result, name)]) / span for name in CONDITIONS}
-    return intervals(np.moveaxis(shapley_shares(drops), -1, -2))
+    span = nothing - result.uniform_induction
+    drops = {name: nothing - means[condition_index(result, name)] for name in CONDITIONS}
+    return shares_and_drops(drops, span)
 
 
-def copying_shares(result: PathPatchingResult, *, n_boot: int, seed: int) -> np.ndarray:
-    """Shares of copying (top-1 error between the unedited model's and chance), `(3 parts, 3)`."""
+def copying_shares(result: PathPatchingResult, *, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shares `(3 parts, 3)` and drops `(3 conditions, 3)` of copying: of the top-1 error between the unedited
+    model's and chance's; the last axis is mean, low, high."""
     errors = resampled_means(result.error, n_boot, seed)  # (n_conditions, 1 + n_boot)
     nothing = errors[0]
+    drops = {name: errors[condition_index(result, name)] - nothing for name in CONDITIONS}
+    return shares_and_drops(drops, result.chance_error - nothing)
+
+
+def shares_and_drops(losses: dict[str, np.ndarray], span: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shapley shares and drops (each condition's loss over `span`, NaN where `span <= 0`), with intervals."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        span = np.where(result.chance_error - nothing > 0, result.chance_error - nothing, np.nan)
-        drops = {
-            name: (errors[condition_index(result, name)] - nothing) / span for name in (DIRECT, THROUGH_MLPS, BOTH)
-        }
-    return intervals(np.moveaxis(shapley_shares(drops), -1, -2))
+        span = np.where(span > 0, span, np.nan)
+        drops = {name: loss / span for name, loss in losses.items()}
+    stacked = np.stack([drops[name] for name in CONDITIONS], axis=-2)  # (..., 3 conditions, 1 + n_boot)
+    return intervals(np.moveaxis(shapley_shares(drops), -1, -2)), intervals(stacked)
 
 
 @dataclass(frozen=True)
@@ -105,9 +111,10 @@ class RouteAnalysis:
     """Route shares per IH and of copying, with the path-patching runs they come from.
 
     `induction_shares (n_IH, 3, 3)`: per IH (rows of `IH_list`) and part (`PARTS`) the mean, low, high;
-    `copying_shares (3, 3)` the same for copying. `together` edits every IH's keys at once (copying, and the
-    figures to compare with other checks); `by_layer` edits one IH layer at a time (the induction shares; it is
-    `(together,)` when every IH sits in one layer).
+    `copying_shares (3, 3)` the same for copying; `induction_drops (n_IH, 3, 3)` and `copying_drops (3, 3)` the
+    share lost under each condition alone (`CONDITIONS`: direct, through MLPs, both). `together` edits every IH's
+    keys at once (copying, and the figures to compare with other checks); `by_layer` edits one IH layer at a time
+    (the induction shares; it is `(together,)` when every IH sits in one layer).
     """
 
     model: str
@@ -115,6 +122,8 @@ class RouteAnalysis:
     Shifting_list: tuple[Pair, ...]
     induction_shares: np.ndarray
     copying_shares: np.ndarray
+    induction_drops: np.ndarray
+    copying_drops: np.ndarray
     together: PathPatchingResult
     by_layer: tuple[PathPatchingResult, ...]
     n_boot: int
@@ -139,6 +148,8 @@ class RouteAnalysis:
         return {
             "induction_shares": self.induction_shares,
             "copying_shares": self.copying_shares,
+            "induction_drops": self.induction_drops,
+            "copying_drops": self.copying_drops,
             "together_induction": self.together.induction,
             "together_error": self.together.error,
         }
@@ -154,6 +165,11 @@ class RouteAnalysis:
             "parts": list(PARTS),
             "induction_shares": shares,
             "copying_shares": {part: self.copying_shares[j].tolist() for j, part in enumerate(PARTS)},
+            "induction_drops": {
+                head_label(*pair): {name: self.induction_drops[i, j].tolist() for j, name in enumerate(CONDITIONS)}
+                for i, pair in enumerate(self.IH_list)
+            },
+            "copying_drops": {name: self.copying_drops[j].tolist() for j, name in enumerate(CONDITIONS)},
             "together": self.together.record(),
             "by_layer": [result.record() for result in self.by_layer],
             "forwards": self.forwards,
@@ -192,8 +208,8 @@ def route_analysis(
     ) or (together,)
     rows = {pair: (k, j) for k, result in enumerate(by_layer) for j, pair in enumerate(result.receivers)}
     per_layer = [induction_shares(result, n_boot=n_boot, seed=settings.seed) for result in by_layer]
-    shares = np.stack([per_layer[rows[pair][0]][rows[pair][1]] for pair in IH])
+    shares, drops = (np.stack([per_layer[rows[pair][0]][which][rows[pair][1]] for pair in IH]) for which in (0, 1))
+    copying, copying_drops = copying_shares(together, n_boot=n_boot, seed=settings.seed)
     return RouteAnalysis(
-        model_label(model), IH, shifting, shares, copying_shares(together, n_boot=n_boot, seed=settings.seed),
-        together, by_layer, n_boot,
-    )  # fmt: skip
+        model_label(model), IH, shifting, shares, copying, drops, copying_drops, together, by_layer, n_boot
+    )
