@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ihlib"
 LAYER_RANK = {"model": 0, "heads": 1, "core": 2, "claims": 3, "tools": 3, "report": 4, "training": 4, "book": 5}
 COMPUTING_LAYERS = ("model", "heads", "core", "claims")  # compute and return; never draw
 MAX_LINES = 450
-FIGURE_MODULES = ("plots_experiments", "plots_heads", "plots_weights", "plots_teaching")
+FIGURE_MODULES = ("plots_experiments", "plots_heads", "plots_weights", "plots_teaching", "plots_routes")
 
 
 def module_name(path: Path, root: Path) -> str:
