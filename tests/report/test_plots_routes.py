@@ -9,6 +9,7 @@ from route_models import route_model
 
 from ihlib.report.figure_style import PAGE_WIDTH_IN
 from ihlib.report.plots_routes import plot_route_shares
+from ihlib.report.route_tables import route_conditions_table, route_shares_table
 from ihlib.report.saving import save_result
 from ihlib.tools.route_shares import route_analysis
 from ihlib.tools.routes import PatchSettings
@@ -43,3 +44,13 @@ def test_one_row_per_ih_and_one_for_copying_in_each_panel(figure, tmp_path):
         assert ax.get_xlabel() and ax.get_ylabel()
     paths = save_result(analysis, tmp_path, {"route_shares": fig})
     assert (tmp_path / "route_shares.png").is_file() and paths
+
+
+def test_the_tables_have_a_row_per_condition_and_per_ih_plus_copying(figure):
+    analysis, _ = figure
+    conditions = route_conditions_table(analysis)
+    assert list(conditions.index) == ["nothing", "direct", "through MLPs", "both"]
+    assert list(conditions.columns) == ["layer-1 IHs' induction", "top-1 copy error"]
+    assert all("[" in cell for cell in conditions.to_numpy().ravel())
+    shares = route_shares_table(analysis)
+    assert list(shares.index) == ["L1H0", "copying"] and shares.shape == (2, 3)
