@@ -226,3 +226,13 @@ def test_hooks_go_and_weights_stay_also_on_error(three_layers):
 def test_bad_routes_and_readers_say_what_to_change(three_layers, route, readers, error, match):
     with pytest.raises(error, match=match):
         patched_forward(three_layers, repeated_tokens(2, 5, 97), (route,), readers)
+
+
+def test_a_bare_gpt2_model_gives_what_its_lm_head_model_gives(three_layers):
+    """`GPT2Model` (tied `wte` unembedding) and `GPT2LMHeadModel` share the patched forward and the measures."""
+    conditions = [PathCondition((Route.mlp_part(0, [(0, 1)]),))]
+    settings = PatchSettings(seg_len=6, batch_size=6, burn_in=1)
+    with_head = path_patching(three_layers, conditions, [(1, 0)], settings=settings)
+    bare = path_patching(three_layers.transformer, conditions, [(1, 0)], settings=settings)
+    np.testing.assert_allclose(bare.induction, with_head.induction, atol=1e-6)
+    np.testing.assert_allclose(bare.error, with_head.error)
