@@ -154,3 +154,25 @@ def _reads(path: Path, text: str) -> bool:
         return path.read_text() == text
     except OSError:
         return False
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sleep: !!binary aGVsbG8=\n", "the tag tag:yaml.org,2002:binary is not plain data"),
+        ("sleep: [!!timestamp 2024-01-31]\n", "the tag tag:yaml.org,2002:timestamp is not plain data"),
+        ("seed: 2024-01-31\n", "parameter seed='2024-01-31'"),
+        ("seed: -1\n", "parameter seed=-1 is out of range"),
+    ],
+)
+def test_a_params_file_is_data_checked_before_anything_is_written(claim_book, tmp_path, capsys, text, message):
+    """Tagged bytes or dates, or a value out of its range, stop the run with status 2 and one line naming the
+    parameter before the build folder is touched."""
+    params = tmp_path / "p.yml"
+    params.write_text(text)
+    build = tmp_path / "build"
+    status = main(["--root", str(claim_book), "--build-dir", str(build), "--params", str(params), "--no-site"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not build.exists()
