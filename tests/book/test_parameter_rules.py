@@ -89,7 +89,7 @@ def test_values_inside_their_rule_pass_typed(name, value, expected):
         ("n_exp", math.inf, r"n_exp=inf: n_exp is a whole number"),
         ("rep", 1, r"rep=1 is out of range: rep is a whole number, at least 2 \(a segment must repeat at least once\)"),
         ("K_min", 1, r"K_min=1 is out of range.*a shuffle needs 2 heads"),
-        ("ranks", [2, 0], r"parameter ranks=\[2, 0\] is out of range: each item of ranks is a whole number, at least 1"),
+        ("ranks", [2, 0], r"ranks=\[2, 0\] is out of range: each item of ranks is a whole number, at least 1"),
         ("ranks", 3, r"parameter ranks=3: ranks is a list, each item a whole number, at least 1, not 3"),
         ("cross_fit", 1, r"cross_fit=1: cross_fit is true or false"),
         ("model_name", b"echo", r"parameter model_name: b'echo' \(bytes\) is not plain data"),
