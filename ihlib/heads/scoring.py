@@ -6,12 +6,19 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import transformers
 
-from ihlib.heads.score_cache import cache_folder, cached_arrays, entry_key
+from ihlib.heads import score_cache
+from ihlib.heads.score_cache import cache_folder, cached_arrays, code_digest, entry_key
+from ihlib.model import batches
 from ihlib.model.batches import repeated_tokens
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import HEAD_KINDS, check_heads, rank_heads
 from ihlib.model.loading import AnyGPT2, model_label, transformer_of
+
+SCORING_CODE = "|".join(
+    [code_digest(__file__, batches.__file__, score_cache.__file__), torch.__version__, transformers.__version__]
+)  # the version of the code behind cached scores: these files' bytes, torch's and transformers' versions
 
 
 @dataclass(frozen=True)
@@ -160,8 +167,10 @@ def scores_by_position(
     folder = cache_folder()
     if folder is None:
         return _scores_by_position(model, **options)
-    key = entry_key(model, "scores_by_position", options)
-    arrays = cached_arrays(folder, key, lambda: _scores_by_position(model, **options).arrays())
+    key = entry_key(model, "scores_by_position", options, code=SCORING_CODE)
+    arrays = cached_arrays(
+        folder, key, lambda: _scores_by_position(model, **options).arrays(), names=("induction", "shifting")
+    )
     return PositionScores(arrays["induction"], arrays["shifting"], ScoreSetting(seg_len, rep, bos_token_id is not None))
 
 
