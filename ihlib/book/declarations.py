@@ -159,4 +159,3 @@ def _in_range(number: float, rule: Rule) -> bool:
         return False
     above = rule.low is None or (number > rule.low if rule.low_open else number >= rule.low)
     return above and (rule.high is None or number <= rule.high)
-
