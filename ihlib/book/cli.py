@@ -210,8 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RunInterrupted as stop:
         print(
-            f"interrupted by {stop.signal_name}: the chapters cut short read 'interrupted' (their results hold only "
-            "FAILED.json), the previous site was removed; run the book again to finish.",
+            f"interrupted by {stop.signal_name}: a chapter cut short reads 'interrupted' in run.json and its results "
+            "hold only FAILED.json; the site was removed; run the book again to finish.",
             file=sys.stderr,
         )
         return 128 + signal.Signals[stop.signal_name].value

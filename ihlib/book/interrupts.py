@@ -54,11 +54,11 @@ class Interruption:
                 process.kill()
 
     def stop(self, signum: int, frame: object) -> None:
-        """The signal handler: remember the first signal, kill the kernels, raise when told to."""
-        first = self.signal_name is None
+        """The signal handler: remember the first signal, kill the kernels, raise when told to (an exception raised
+        where Python swallows it, in a weakref callback say, is caught up with by `raising_at_once`'s last check)."""
         self.signal_name = self.signal_name or signal.Signals(signum).name
         self.kill_kernels()
-        if first and self.raise_at_once:
+        if self.raise_at_once:
             raise RunInterrupted(self.signal_name)
 
     def check(self) -> None:
@@ -83,10 +83,12 @@ def stop_signals_caught(interruption: Interruption) -> Iterator[Interruption]:
 
 @contextlib.contextmanager
 def raising_at_once(interruption: Interruption) -> Iterator[None]:
-    """Let a stop signal raise RunInterrupted at once while the block runs (no chapter is executing)."""
+    """Let a stop signal raise RunInterrupted at once while the block runs (no chapter is executing), and after it
+    when a signal arrived during it."""
     interruption.check()
     interruption.raise_at_once = True
     try:
         yield
     finally:
         interruption.raise_at_once = False
+    interruption.check()

@@ -101,7 +101,9 @@ def shared_parameters(
 def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
     """Return `shared` with a `model_name` that is an existing local path made absolute (chapters run in the build
     folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
-    model = shared.get("model_name")
+    model = checked_parameter("model_name", shared.get("model_name"))
+    if isinstance(model, str) and not model.strip():
+        raise ParameterError("model_name='' names no model: leave it out (the embedded default), or give a name or folder.")
     if not isinstance(model, str) or not Path(model).exists():
         return shared
     check_local_model(model)
