@@ -103,7 +103,9 @@ def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
     folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
     model = checked_parameter("model_name", shared.get("model_name"))
     if isinstance(model, str) and not model.strip():
-        raise ParameterError("model_name='' names no model: leave it out (the embedded default), or give a name or folder.")
+        raise ParameterError(
+            "model_name='' names no model: leave it out (the embedded default), or give a name or a folder."
+        )
     if not isinstance(model, str) or not Path(model).exists():
         return shared
     check_local_model(model)

@@ -176,3 +176,18 @@ def test_a_params_file_is_data_checked_before_anything_is_written(claim_book, tm
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not build.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", ""], "model_name='' names no model"),
+        (["--param", "model_name=5"], "parameter model_name=5: model_name is a string (or None), not 5."),
+    ],
+)
+def test_a_model_name_that_is_empty_or_not_text_is_one_clear_error(claim_book, tmp_path, capsys, args, message):
+    """An empty `--model` or a number as model_name is refused before anything is written (was a TypeError)."""
+    build = tmp_path / "build"
+    assert main(["--root", str(claim_book), "--build-dir", str(build), "--no-site", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not build.exists()
