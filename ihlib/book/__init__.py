@@ -44,17 +44,29 @@ Conventions every chapter follows:
       _build/source/results/model.json the site model's label and model_name (one per model's results/)
       _build/models/<label>/           another model: book/NN_*.ipynb executed, results/NN_*/ saved, failed/
       _build/failed/NN_*.ipynb         the executed notebook of a chapter whose last run failed, with the error
-      _build/cache/                    head scores keyed by the model's weights and the options (kept between runs)
+      _build/cache/                    head scores keyed by the model's weights, configuration, the options and the
+                                       scoring code (kept between runs; an unreadable entry is recomputed)
       _build/html/index.html           the site; figures under _build/html/_images, data under _build/html/_downloads
       _build/timings.json              seconds per chapter (alone), for the site, and the wall-clock total
       _build/run.json                  per executed page: status, date, model and parameters of the run that built it
 
+- The build folder is the runner's own (`ihlib.book.guard`): it writes `.ihlib-book-build` into a folder it
+  creates, adopts an empty folder or one an earlier runner built (it holds `run.json`), and refuses any other
+  non-empty folder, so that it never deletes someone's files. A lock (`.ihlib-book.lock`, `fcntl.flock`) stops a
+  second runner on the same build folder, naming the first (pid, start time).
 - A run without `--only` first removes what a previous run left (`source/`, `models/`, `html/`, `failed/`, the
   records). With `--only` (repeatable), the other chapters keep their previous executed version (a chapter never
-  executed is shown without outputs, with a warning).
-- Parameters are checked before anything runs: a value must have the type of the chapter's default
-  (`n_exp=1e3` becomes 1000 where the default is an int), and a local `--model` or `--models` directory must hold
-  a GPT-2 (it is passed to the chapters as an absolute path).
+  executed is shown without outputs, with a warning); the pages without `model_name` (conclusion, across models)
+  run again whenever a chapter runs, so that they never show a verdict older than a chapter's.
+- Parameters are data and are checked before anything runs (`ihlib.book.params`, `ihlib.book.declarations`): YAML
+  builds only null, booleans, numbers, strings, lists and mappings (`!!binary`, dates and other tags are refused);
+  a value must have the type of the chapter's default (`n_exp=1e3` becomes 1000 where the default is an int) and
+  satisfy its rule in `ihlib.book.declarations.PARAMETER_RULES` (counts at least 1, seeds at least 0, fractions in
+  (0, 1], ...), which each page also applies in the cell after its parameters when run alone with papermill; a
+  local `--model` or `--models` directory must hold a GPT-2 (it is passed to the chapters as an absolute path).
+- SIGINT and SIGTERM (`ihlib.book.interrupts`) kill the running kernels at once; each chapter cut short loses its
+  partial notebook and results, its results folder holds only `FAILED.json` saying "interrupted", `run.json` records
+  it, the site is removed, and the runner exits with 128 + the signal's number and one line.
 - A chapter failing on the site's model stops the run: no further chapter starts (those running finish), its name
   and error are printed, the executed notebooks and results of the other chapters stay, the site is not built and
   a previous `html/` is removed, and the exit status is 1. The failed chapter keeps its last good executed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from ihlib.book.folders import (
     copy_unexecuted,
     prepare_source,
 )
+from ihlib.book.guard import build_lock, claim_build_dir
+from ihlib.book.interrupts import Interruption, RunInterrupted, raising_at_once, stop_signals_caught
 from ihlib.book.params import (
     check_parameters,
     declared_parameters,
@@ -84,7 +87,7 @@ def run_book(
     places = model_places(build_dir, shared.get("model_name"), [checked_model(m) for m in other_models])
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     on_model = [nb for nb in selected if "model_name" in declared[chapter_name(nb)]]
-    gathering = [nb for nb in selected if nb not in on_model]
+    gathering = gathering_pages(notebooks, selected, on_model, declared)
     model_jobs = longest_first(
         [
             chapter_job(root, place, nb, shared, declared[chapter_name(nb)], date)
@@ -95,35 +98,53 @@ def run_book(
         previous_seconds(build_dir),
     )
     gathering_jobs = [chapter_job(root, places[0], nb, shared, declared[chapter_name(nb)], date) for nb in gathering]
-    if not only:
-        clean_build(build_dir)
-    prepare_source(root, build_dir / SOURCE_DIR)
-    run = BookRun()
-    record = load_run_record(build_dir)
-    bar = tqdm(total=len(model_jobs) + len(gathering), desc="book", unit="chapter", disable=None if progress else True)
-    start = time.perf_counter()
-    with kernel_environment(score_cache=build_dir / CACHE_DIR, threads=kernel_threads(workers)):
+    claim_build_dir(build_dir)
+    with build_lock(build_dir), stop_signals_caught(Interruption()) as interruption:
+        with raising_at_once(interruption):
+            if not only:
+                clean_build(build_dir)
+            prepare_source(root, build_dir / SOURCE_DIR)
+        run = BookRun()
+        record = load_run_record(build_dir)
+        bar = tqdm(total=len(model_jobs) + len(gathering), desc="book", unit="chapter", disable=not progress or None)
+        start = time.perf_counter()
+        with kernel_environment(score_cache=build_dir / CACHE_DIR, threads=kernel_threads(workers)):
+            for place in places:
+                write_model_record(place)
+            execute_jobs(model_jobs, workers, kernel, run, record, bar, progress, interruption)
+            if run.failed is None and not interruption.requested:
+                execute_jobs(gathering_jobs, workers, kernel, run, record, bar, progress, interruption)
+        bar.close()
+        run.chapter_seconds = in_toc_order(run.chapter_seconds, notebooks, places)
         for place in places:
-            write_model_record(place)
-        execute_jobs(model_jobs, workers, kernel, run, record, bar, progress)
-        if run.failed is None:
-            execute_jobs(gathering_jobs, workers, kernel, run, record, bar, progress)
-    bar.close()
-    run.chapter_seconds = in_toc_order(run.chapter_seconds, notebooks, places)
-    for place in places:
-        shutil.rmtree(place.running, ignore_errors=True)
-    if run.failed is not None and (build_dir / HTML_DIR).exists():
-        shutil.rmtree(build_dir / HTML_DIR)
-        run.removed_site = build_dir / HTML_DIR
-    if run.failed is None and site:
-        copy_unexecuted(root, build_dir / SOURCE_DIR, [nb for nb in notebooks if nb not in selected])
-        say(progress, f"site: building {build_dir / HTML_DIR} with Jupyter Book")
-        run.site_seconds = build_site(build_dir / SOURCE_DIR, build_dir / HTML_DIR)
-        run.index_html = build_dir / HTML_DIR / "index.html"
-    run.wall_seconds = time.perf_counter() - start
-    save_timings(build_dir, run)
-    save_run_record(build_dir, in_toc_order(record, notebooks, places))
+            shutil.rmtree(place.running, ignore_errors=True)
+        if (run.failed is not None or interruption.requested) and (build_dir / HTML_DIR).exists():
+            shutil.rmtree(build_dir / HTML_DIR)
+            run.removed_site = build_dir / HTML_DIR
+        save_run_record(build_dir, in_toc_order(record, notebooks, places))
+        try:
+            with raising_at_once(interruption):
+                if run.failed is None and site:
+                    copy_unexecuted(root, build_dir / SOURCE_DIR, [nb for nb in notebooks if nb not in selected])
+                    say(progress, f"site: building {build_dir / HTML_DIR} with Jupyter Book")
+                    run.site_seconds = build_site(build_dir / SOURCE_DIR, build_dir / HTML_DIR)
+                    run.index_html = build_dir / HTML_DIR / "index.html"
+        except RunInterrupted:
+            shutil.rmtree(build_dir / HTML_DIR, ignore_errors=True)  # a half-built site
+            raise
+        finally:
+            run.wall_seconds = time.perf_counter() - start
+            save_timings(build_dir, run)
     return run
+
+
+def gathering_pages(
+    notebooks: list[Path], selected: list[Path], on_model: list[Path], declared: dict[str, dict[str, object]]
+) -> list[Path]:
+    """The pages without `model_name` (they gather the verdicts) to run: those selected, and all of them whenever a
+    chapter runs, so that they never show a verdict older than a chapter's."""
+    gathering = [nb for nb in notebooks if "model_name" not in declared[chapter_name(nb)]]
+    return gathering if on_model else [nb for nb in gathering if nb in selected]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -187,6 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     except IHLibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RunInterrupted as stop:
+        print(
+            f"interrupted by {stop.signal_name}: a chapter cut short reads 'interrupted' in run.json and its results "
+            "hold only FAILED.json; the site was removed; run the book again to finish.",
+            file=sys.stderr,
+        )
+        return 128 + signal.Signals[stop.signal_name].value
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

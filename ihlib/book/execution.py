@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import papermill
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
 from tqdm import tqdm
 
+from ihlib.book.interrupts import Interruption, RunInterrupted
 from ihlib.book.pages import add_provenance_cell, data_links_text, page_record, provenance_text, tidy_stream_outputs
 from ihlib.book.params import (
     parameters_for,
@@ -23,7 +26,7 @@ from ihlib.book.params import (
 from ihlib.book.places import (
     ModelPlace,
 )
-from ihlib.book.records import BookRun, ChapterFailed, say
+from ihlib.book.records import BookRun, ChapterFailed, ChapterInterrupted, say
 from ihlib.book.toc import (
     chapter_name,
 )
@@ -40,23 +43,38 @@ KERNEL_ENV = {
 }
 
 
-def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd: Path, kernel: str) -> float:
+def run_chapter(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, object],
+    cwd: Path,
+    kernel: str,
+    interruption: Interruption | None = None,
+) -> float:
     """Execute `notebook` into `output` with papermill in `cwd`; return seconds, raise ChapterFailed on error.
 
     A chapter stopped by its gate (`ClaimNotTested`: the model lacks the heads) has finished: its page says why.
+    Its kernel is tracked by `interruption`, which kills it on SIGINT or SIGTERM (the chapter then fails at once).
     """
     output.parent.mkdir(parents=True, exist_ok=True)
+    interruption = interruption or Interruption()
+    manager = AsyncKernelManager(kernel_name=kernel)
+    interruption.add_kernel(manager)
     start = time.perf_counter()
     try:
+        interruption.check()
         papermill.execute_notebook(
             str(notebook),
             str(output),
             parameters=parameters,
             kernel_name=kernel,
+            km=manager,
             resources={"metadata": {"path": str(cwd)}},  # the kernel's cwd; papermill's cwd= would chdir this process
             progress_bar=False,
             extra_arguments=["--log-level=CRITICAL"],  # keep ipykernel's own log lines out of the run's log
         )
+    except RunInterrupted:
+        raise
     except papermill.PapermillExecutionError as err:
         if err.ename != ClaimNotTested.__name__:
             cell = f"In [{err.exec_count}]"
@@ -64,8 +82,17 @@ def run_chapter(notebook: Path, output: Path, parameters: dict[str, object], cwd
         finish_stopped_notebook(output)
     except Exception as err:
         raise ChapterFailed(chapter_name(notebook), f"{type(err).__name__}: {err}", output) from err
+    finally:
+        interruption.remove_kernel(manager)
+        _shut_down(manager)
     tidy_stream_outputs(output)
     return time.perf_counter() - start
+
+
+def _shut_down(manager: AsyncKernelManager) -> None:
+    """Shut the kernel of `manager` down now, if it still has one."""
+    if manager.has_kernel:
+        run_sync(manager.shutdown_kernel)(now=True)
 
 
 @contextlib.contextmanager
@@ -152,28 +179,37 @@ def execute_jobs(
     record: dict[str, dict],
     bar: tqdm,
     progress: bool,
+    interruption: Interruption,
 ) -> None:
     """Run `jobs`, `workers` at a time, in order; record each outcome in `run` and `record`. A failure on the site's
-    model stops the start of further jobs (those running finish); a failure on another model is recorded only."""
+    model stops the start of further jobs (those running finish); a failure on another model is recorded only. A
+    stop signal (see `ihlib.book.interrupts`) starts no further job and ends the running ones at once."""
     pending, running = list(jobs), {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while pending or running:
-            while pending and len(running) < workers and run.failed is None:
+            while pending and len(running) < workers and run.failed is None and not interruption.requested:
                 job = pending.pop(0)
                 say(progress, f"{job.name}: running with {job.parameters or 'its defaults'}")
-                running[pool.submit(publish_chapter, job, kernel=kernel)] = job
+                running[pool.submit(publish_chapter, job, kernel=kernel, interruption=interruption)] = job
             if not running:
                 break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
+            if interruption.requested:
+                interruption.kill_kernels()  # also those that started after the signal
             for future in done:
                 _record_outcome(running.pop(future), future, run, record, progress)
                 bar.update()
 
 
 def _record_outcome(job: ChapterJob, future: Future, run: BookRun, record: dict[str, dict], progress: bool) -> None:
-    """Store a finished job's seconds or failure in `run` and its page record in `record`; say it."""
+    """Store a finished job's seconds, failure or interruption in `run` and its page record in `record`; say it."""
     try:
         seconds = future.result()
+    except ChapterInterrupted as stop:
+        record[job.name] = {**job.page, "status": "interrupted", "error": stop.error}
+        run.interrupted.append(job.name)
+        say(progress, f"{job.name}: INTERRUPTED ({stop.error})")
+        return
     except ChapterFailed as failure:
         record[job.name] = {**job.page, "status": "failed", "error": failure.error}
         say(progress, f"{job.name}: FAILED ({failure.error})")
@@ -187,14 +223,16 @@ def _record_outcome(job: ChapterJob, future: Future, run: BookRun, record: dict[
     say(progress, f"{job.name}: done in {seconds:.1f} s")
 
 
-def publish_chapter(job: ChapterJob, *, kernel: str) -> float:
+def publish_chapter(job: ChapterJob, *, kernel: str, interruption: Interruption | None = None) -> float:
     """Execute a job's notebook into its place's `running/`, then move it into the place's `book/` only on success;
     return seconds.
 
     The chapter's results folder is emptied first, so its files all come from this run. On success the notebook
     gets a provenance cell: which run built it, links to its saved data and to itself. On failure the executed
     notebook goes to the place's `failed/`, the chapter's `verdict.json` is removed and `FAILED.json` holds the
-    error (the conclusion shows "failed"); the previous executed notebook stays as it was.
+    error (the conclusion shows "failed"); the previous executed notebook stays as it was. A chapter stopped by a
+    signal raises ChapterInterrupted: its results folder holds only `FAILED.json` saying so, its partial notebook
+    is removed.
     """
     place, notebook = job.place, job.notebook
     running = place.running / notebook.name
@@ -203,8 +241,14 @@ def publish_chapter(job: ChapterJob, *, kernel: str) -> float:
     shutil.rmtree(results, ignore_errors=True)
     failed.unlink(missing_ok=True)
     try:
-        seconds = run_chapter(job.source, running, job.parameters, place.workdir, kernel)
-    except ChapterFailed as failure:
+        seconds = run_chapter(job.source, running, job.parameters, place.workdir, kernel, interruption)
+    except (ChapterFailed, RunInterrupted) as failure:
+        if interruption is not None and interruption.requested:
+            stop = ChapterInterrupted(job.name, f"interrupted by {interruption.signal_name}", running)
+            running.unlink(missing_ok=True)
+            shutil.rmtree(results, ignore_errors=True)
+            mark_failed(results, stop, job.page)
+            raise stop from failure
         failed.parent.mkdir(parents=True, exist_ok=True)
         if running.exists():
             os.replace(running, failed)
@@ -227,5 +271,6 @@ def mark_failed(results: Path, failure: ChapterFailed, page: dict[str, object]) 
         "error": failure.error,
         "cell": failure.cell,
         "notebook": str(failure.notebook),
+        "status": "interrupted" if isinstance(failure, ChapterInterrupted) else "failed",
     }
     (results / FAILED_MARKER).write_text(json.dumps({**marker, **page}, indent=1))

@@ -12,10 +12,37 @@ from pathlib import Path
 import papermill
 import yaml
 
+from ihlib.book.declarations import check_plain_data, checked_parameter
 from ihlib.model.errors import BookError, ParameterError
 from ihlib.model.loading import check_local_model
 
 PER_CHAPTER_PARAMETERS = ("output_dir",)
+
+
+class PlainLoader(yaml.SafeLoader):
+    """A YAML loader that builds only plain data: null, booleans, numbers, strings, lists and mappings; any other
+    tag (`!!binary`, `!!timestamp`, `!!set`, `!!python/...`) is an error naming it."""
+
+
+def _refuse_tag(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    """Raise a ConstructorError for a node whose tag is not plain data."""
+    raise yaml.constructor.ConstructorError(
+        None, None, f"the tag {node.tag} is not plain data (quote the value to make it a string)", node.start_mark
+    )
+
+
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    PlainLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+PlainLoader.add_constructor(None, _refuse_tag)
+PlainLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}  # an unquoted 2024-01-31 stays the string "2024-01-31"
+
+
+def plain_yaml(text: str) -> object:
+    """Parse `text` as YAML into plain data (see PlainLoader)."""
+    return yaml.load(text, Loader=PlainLoader)  # noqa: S506 (PlainLoader is a SafeLoader that refuses more tags)
 
 
 def parse_param(text: str) -> tuple[str, object]:
@@ -25,18 +52,23 @@ def parse_param(text: str) -> tuple[str, object]:
     if not sep or not name.isidentifier():
         raise BookError(f"--param expects name=value with a Python identifier as name, got {text!r}.")
     try:
-        return name, yaml.safe_load(value)
+        return name, plain_yaml(value)
     except yaml.YAMLError as err:
-        raise BookError(f"--param {name}: the value {value!r} is not valid YAML ({err}).") from err
+        raise BookError(f"--param {name}: the value {value!r} is not valid YAML{_yaml_position(err)}.") from err
 
 
 def load_params_file(path: str | Path) -> dict[str, object]:
     """Read a YAML mapping of parameter names to values from `path`."""
     path = Path(path)
     if not path.is_file():
-        raise BookError(f"Parameter file {path} does not exist.")
+        raise BookError(f"Parameter file {path} does not exist or is not a file.")
     try:
-        params = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise BookError(f"Parameter file {path} cannot be read ({type(err).__name__}: {err}).") from err
+    try:
+        params = plain_yaml(text)
+        params = {} if params is None else params
     except yaml.YAMLError as err:
         raise BookError(f"Parameter file {path} is not valid YAML{_yaml_position(err)}.") from err
     if not isinstance(params, dict) or not all(isinstance(k, str) and k.isidentifier() for k in params):
@@ -61,13 +93,19 @@ def shared_parameters(
     params.update(parse_param(text) for text in param_args)
     if model is not None:
         params["model_name"] = model
+    for name, value in params.items():
+        check_plain_data(name, value)
     return params
 
 
 def with_local_model_checked(shared: dict[str, object]) -> dict[str, object]:
     """Return `shared` with a `model_name` that is an existing local path made absolute (chapters run in the build
     folder), after checking that it holds a GPT-2; hub names and None pass unchanged."""
-    model = shared.get("model_name")
+    model = checked_parameter("model_name", shared.get("model_name"))
+    if isinstance(model, str) and not model.strip():
+        raise ParameterError(
+            "model_name='' names no model: leave it out (the embedded default), or give a name or a folder."
+        )
     if not isinstance(model, str) or not Path(model).exists():
         return shared
     check_local_model(model)
@@ -109,8 +147,12 @@ def parameters_for(shared: dict[str, object], declared: set[str] | dict[str, obj
 
 
 def typed_parameters(params: dict[str, object], defaults: dict[str, object], *, chapter: str) -> dict[str, object]:
-    """Return `params` with each value converted to the type of its default in `chapter` (see `typed_parameter`)."""
-    return {name: typed_parameter(name, value, defaults[name], chapter=chapter) for name, value in params.items()}
+    """Return `params` with each value converted to the type of its default in `chapter` (see `typed_parameter`),
+    then checked against its rule in `ihlib.book.declarations` (type and range)."""
+    return {
+        name: checked_parameter(name, typed_parameter(name, value, defaults[name], chapter=chapter))
+        for name, value in params.items()
+    }
 
 
 TYPE_HINTS = {

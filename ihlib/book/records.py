@@ -30,6 +30,10 @@ class ChapterFailed(RuntimeError):
         return f"Chapter {self.chapter} failed{where}: {self.error}\nExecuted notebook with the error: {self.notebook}"
 
 
+class ChapterInterrupted(ChapterFailed):
+    """A chapter stopped by SIGINT or SIGTERM before it finished; its results folder holds only the marker."""
+
+
 @dataclass
 class BookRun:
     """What a run did: seconds per executed chapter (toc order), the site build time and the site's index."""
@@ -41,6 +45,7 @@ class BookRun:
     removed_site: Path | None = None
     model_failures: list[ChapterFailed] = field(default_factory=list)
     wall_seconds: float | None = None
+    interrupted: list[str] = field(default_factory=list)
 
 
 def in_toc_order(record: dict[str, object], notebooks: list[Path], places: list[ModelPlace]) -> dict[str, object]:

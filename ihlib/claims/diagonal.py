@@ -26,16 +26,15 @@ from ihlib.core.factored import single_threaded
 from ihlib.core.stats import BOOTSTRAP_SAMPLES, Effect, effects_label, head_bootstrap_effect, percentile_of
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import check_heads, head_labels
+from ihlib.model.validation import integer, seed_value
 from ihlib.model.weights import check_w_all
 
 SEED_Z_THRESHOLD = 2.0  # the seed's rule of thumb: z > 2 means "large diagonal"
 
 
 def _positive_int(value: int, name: str) -> int:
-    """Return `value` as int, or raise when it is below 1."""
-    if int(value) < 1:
-        raise IHLibError(f"{name} must be at least 1, got {value}.")
-    return int(value)
+    """Return `value` as an int of at least 1 (2.0 counts as 2; 2.7 is refused), or raise naming `name`."""
+    return integer(value, name, low=1)
 
 
 @dataclass
@@ -225,6 +224,7 @@ def qkov_zscores(
     outside both lists and `exclude`, drawn without replacement (seeded); percentiles place each listed pair
     within that baseline. `composable` marks SH layer < IH layer.
     """
+    seed = seed_value(seed)
     check_w_all(W_all)
     shape = tuple(W_all.shape[:2])
     IH_list = check_heads(IH_list, shape, name="IH_list")
@@ -321,6 +321,8 @@ def diagonal_controls(
     `exclude`: heads no control may use (e.g. every head that counts as an IH or shifting head). Effects of the
     listed pairs over each existing control come from resampling heads (`stats.head_bootstrap_effect`).
     """
+    n_boot, seed = integer(n_boot, "n_boot", low=1), seed_value(seed)
+    max_tokens = integer(max_tokens, "max_tokens", low=1)
     check_w_all(W_all)
     shape = tuple(W_all.shape[:2])
     IH_list = check_heads(IH_list, shape, name="IH_list")

@@ -26,7 +26,7 @@ from ihlib.core.copying import CopyingSettings, condition_summary, per_repetitio
 from ihlib.core.edits import check_component, model_heads, projection_edit
 from ihlib.core.factored import head_subspaces, random_orthonormal, stacked_qk_svd, subspace_projector
 from ihlib.core.stats import Interval, mean_ci, read_error_change
-from ihlib.model.errors import IHLibError
+from ihlib.model.errors import IHLibError, ParameterError
 from ihlib.model.loading import AnyGPT2
 from ihlib.model.validation import integer
 from ihlib.model.weights import K, O, Q, V, check_w_all
@@ -47,6 +47,7 @@ def common_subspace(W_all: torch.Tensor, heads: list, rank: int) -> torch.Tensor
 
 def folds(IH_proj: list, n_folds: int = FOLDS) -> list[list[list[int]]]:
     """Split `IH_proj` (best first) into `n_folds` folds, alternately down the ranking."""
+    n_folds = integer(n_folds, "n_folds", low=1)
     return [IH_proj[f::n_folds] for f in range(n_folds)]
 
 
@@ -86,6 +87,15 @@ def edit_plan(W_all: torch.Tensor, IH_proj: list, heads: list, *, cross_fit: boo
 
 def rank_sweep(max_rank: int, step: int, n_available: int) -> list[int]:
     """Return the ranks `[0, step, 2 step, ..., <= max_rank]` (0 = unedited), validated against `n_available`."""
+    step, max_rank = integer(step, "step", low=1), integer(max_rank, "max_rank", low=1)
+    n_available = integer(n_available, "n_available", low=0)
+    if step > max_rank:
+        raise ParameterError(f"step={step} is larger than max_rank={max_rank}: choose step <= max_rank.")
+    if max_rank > n_available:
+        raise ParameterError(
+            f"max_rank={max_rank} exceeds the {n_available} directions available (min(d_model, number of IHs "
+            f"fitted * d_head); cross-fitted, the IHs of one fold): choose max_rank <= {n_available}."
+        )
     if not 1 <= int(step) <= int(max_rank) <= n_available:
         raise IHLibError(
             f"Need 1 <= step <= max_rank <= {n_available} (min(d_model, number of IHs fitted * d_head); "

@@ -19,6 +19,7 @@ from ihlib.core.factored import HeadSubspaces, check_rank, random_orthonormal, s
 from ihlib.core.stats import BOOTSTRAP_SAMPLES, Effect, effects_label, head_bootstrap_effect, percentile_of
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import all_heads, check_heads
+from ihlib.model.validation import integer, seed_value
 
 METHODS = ("largest", "mean")
 MODES = {"IH x IH": ("key", "key"), "SH x SH": ("output", "output"), "IH x SH": ("key", "output")}
@@ -199,6 +200,7 @@ def match_subspaces(
     random Gaussian subspaces, and up to `num_samp` distinct pairs of heads outside the lists and `exclude`,
     drawn without replacement (seeded); for IH x SH only pairs that can compose (output head in an earlier layer).
     """
+    num_samp, seed = integer(num_samp, "num_samp", low=1), seed_value(seed)
     if not ranks:
         raise IHLibError("ranks is empty: pass at least one rank.")
     ranks = [check_rank(r, subspaces.max_rank) for r in ranks]
@@ -360,6 +362,7 @@ def subspace_controls(
     IH x SH: random composable pairs, same layers, specificity (IHs x the non-shifting heads of the shifting
     heads' layers); IH x IH and SH x SH: random pairs and same layers. `exclude`: heads no control may use.
     """
+    n_boot, seed = integer(n_boot, "n_boot", low=1), seed_value(seed)
     if not ranks:
         raise IHLibError("ranks is empty: pass at least one rank.")
     ranks = [check_rank(r, subspaces.max_rank) for r in ranks]

@@ -15,6 +15,7 @@ from ihlib.claims.verdicts import Verdict, save_verdicts
 from ihlib.heads.scoring import HeadScores
 from ihlib.heads.selection import FRACTION, MARGIN, count_threshold, counting_heads
 from ihlib.model.errors import ClaimNotTested
+from ihlib.model.validation import integer
 
 KIND_NAMES = {"induction": "induction heads", "shifting": "shifting heads"}
 PAPERMILL_ERROR_TAG = "papermill-error-cell-tag"  # papermill's banner cells that point at the failed cell
@@ -24,6 +25,7 @@ def missing_heads(
     scores: HeadScores, at_least: int = 1, *, fraction: float = FRACTION, margin: float = MARGIN
 ) -> list[str]:
     """One sentence per head kind with fewer than `at_least` counting heads: the count, the best score and the bar."""
+    at_least = integer(at_least, "at_least", low=1)
     reasons = []
     for kind, name in KIND_NAMES.items():
         found = counting_heads(scores, kind, fraction=fraction, margin=margin)

@@ -9,7 +9,6 @@ t-interval (`stats.mean_ci`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -18,7 +17,9 @@ from ihlib.core.stats import mean_ci
 from ihlib.model.batches import copy_positions, repeated_tokens
 from ihlib.model.errors import IHLibError
 from ihlib.model.loading import AnyGPT2, transformer_of, unembedding
-from ihlib.model.validation import integer
+from ihlib.model.validation import integer, seed_value
+
+COUNT_FIELDS = {"seg_len": 2, "rep": 2, "batch_size": 1, "burn_in": 0, "n_exp": 1}  # each field's least value
 
 
 @dataclass(frozen=True)
@@ -41,20 +42,17 @@ class CopyingSettings:
     def resolved(self, model: AnyGPT2) -> CopyingSettings:
         """Validate the settings against `model`; return them with `vocab_size` filled in."""
         vocab = model.config.vocab_size if self.vocab_size is None else self.vocab_size
-        if isinstance(vocab, bool) or not isinstance(vocab, Integral) or not 2 <= vocab <= model.config.vocab_size:
-            raise IHLibError(
-                f"vocab_size={vocab!r} is out of range: choose 2..{model.config.vocab_size} (the model's)."
-            )
-        if int(self.n_exp) < 1:
-            raise IHLibError(f"n_exp must be at least 1, got {self.n_exp}.")
-        length = int(self.bos_token_id is not None) + self.rep * self.seg_len
+        vocab = integer(vocab, "vocab_size", low=2, high=model.config.vocab_size)
+        counts = {name: integer(getattr(self, name), name, low=low) for name, low in COUNT_FIELDS.items()}
+        typed = replace(self, **counts, seed=seed_value(self.seed))
+        length = int(self.bos_token_id is not None) + typed.rep * typed.seg_len
         if length > model.config.n_positions:
             raise IHLibError(
                 f"rep * seg_len (+ BOS) = {length} tokens exceeds the model's context of {model.config.n_positions}."
             )
         if self.bos_token_id is not None:
             integer(self.bos_token_id, "bos_token_id", low=0, high=model.config.vocab_size - 1)
-        settings = replace(self, vocab_size=int(vocab))
+        settings = replace(typed, vocab_size=int(vocab))
         settings.positions()
         return settings
 
@@ -112,6 +110,7 @@ def pred_probs(
 
 def copy_accuracy(model: AnyGPT2, *, seg_len: int = 25, batch_size: int = 100, seed: int = 0) -> float:
     """Top-1 accuracy on the second repeat of `batch_size` random `seg_len`-token segments (every position)."""
+    seg_len = integer(seg_len, "seg_len", low=2)
     ids = repeated_tokens(batch_size, seg_len, model.config.vocab_size, rep=2, seed=seed)
     _, errs = pred_probs(model, ids, copy_positions(seg_len, rep=2, burn_in=0))
     return float(1.0 - errs.mean())

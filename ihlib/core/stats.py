@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ihlib.model.validation import integer, seed_value
+
 CHANCE_ABOVE_Q95 = 0.05  # share of baseline-like values above the baseline's 95th percentile
 
 
@@ -144,6 +146,7 @@ def head_bootstrap_effect(
 
     Both grids are resampled by heads (`head_resampled_means`), independently, `n_boot` times (seeded).
     """
+    n_boot, seed = integer(n_boot, "n_boot", low=1), seed_value(seed)
     rng_listed, rng_control = np.random.default_rng([seed, n_boot]).spawn(2)
     listed_boot = head_resampled_means(*listed, n_boot, rng_listed)
     control_boot = head_resampled_means(*baseline, n_boot, rng_control)

@@ -2,9 +2,12 @@
 
 The folder is named by the environment variable `IHLIB_SCORE_CACHE`, which the book runner sets for the
 chapters it executes; without it nothing is cached. An entry is an NPZ file named by a SHA-256 of the model's
-weights (every tensor of its state dict: name, dtype, shape and bytes), the device type and the settings.
-Processes that ask for the same entry at once compute it once: the first holds a lock (`fcntl.flock`, POSIX),
-the others wait for it and then read the file.
+weights (every tensor of its state dict: name, dtype, shape and bytes), its configuration (every field, the
+attention implementation included: `scale_attn_by_inverse_layer_idx` changes the scores, not the weights), the
+device type, the settings and a digest of the computing code's source files. Processes that ask for the same entry
+at once compute it once: the first holds a lock (`fcntl.flock`, POSIX), the others wait for it and then read the
+file. An entry is written to a temporary file and renamed (never seen half-written); an entry that cannot be read
+(truncated, corrupt, missing an array) is recomputed and replaced, with a warning saying so.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import fcntl
 import hashlib
 import json
 import os
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +25,8 @@ import numpy as np
 import torch
 
 CACHE_ENV = "IHLIB_SCORE_CACHE"
+
+CONFIG_FIELDS_IGNORED = ("_name_or_path", "transformers_version", "architectures")  # where it came from, not what it is
 
 
 def cache_folder() -> Path | None:
@@ -38,23 +45,80 @@ def weights_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def entry_key(model: torch.nn.Module, kind: str, settings: dict[str, object]) -> str:
-    """Return the key of an entry: a SHA-256 of the weights, the model's device type, `kind` and `settings`."""
+def config_description(model: torch.nn.Module) -> dict[str, object]:
+    """Every field of the model's configuration that can change its forward pass (all but where it was loaded from
+    and which transformers wrote it), with the attention implementation in use."""
+    config = model.config.to_dict()
+    fields = {name: value for name, value in config.items() if name not in CONFIG_FIELDS_IGNORED}
+    return {**fields, "attn_implementation": getattr(model.config, "_attn_implementation", None)}
+
+
+def code_digest(*sources: str | Path) -> str:
+    """Return the SHA-256 (hex) of the given source files' bytes: the version of the code that computes an entry."""
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(Path(source).read_bytes())
+    return digest.hexdigest()
+
+
+def entry_key(model: torch.nn.Module, kind: str, settings: dict[str, object], *, code: str = "") -> str:
+    """Return the key of an entry: a SHA-256 of the weights, the configuration, the model's device type, `kind`,
+    `settings` and `code` (a digest of the computing code, see `code_digest`)."""
     device = next(model.parameters()).device.type
-    described = json.dumps({"kind": kind, "device": device, "settings": settings}, sort_keys=True)
+    described = json.dumps(
+        {"kind": kind, "device": device, "settings": settings, "config": config_description(model), "code": code},
+        sort_keys=True,
+        default=repr,
+    )
     return hashlib.sha256(f"{weights_digest(model)}|{described}".encode()).hexdigest()
 
 
-def cached_arrays(folder: Path, key: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Return the arrays stored under `key` in `folder`, computing and storing them first when absent (locked)."""
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+
+
+def cached_arrays(
+    folder: Path, key: str, compute: Callable[[], dict[str, np.ndarray]], *, names: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Return the arrays stored under `key` in `folder` (at least `names`), computing and storing them first when
+    absent or unreadable (locked)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{key}.npz"
     with open(folder / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.is_file():
+        arrays = _read_entry(path, names)
+        if arrays is None:
             arrays = compute()
-            partial = folder / f"{key}.{os.getpid()}.partial.npz"
-            np.savez(partial, **arrays)
-            os.replace(partial, path)
-    with np.load(path) as stored:
-        return {name: stored[name] for name in stored.files}
+            _write_entry(path, arrays)
+    return arrays
+
+
+def _read_entry(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays of the entry at `path`; None when there is none, or when it is unreadable (then it is removed and a
+    warning says so)."""
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as file, np.load(file) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        missing = sorted(set(names) - set(arrays))
+        if missing:
+            raise KeyError(f"arrays {', '.join(missing)} missing")
+    except UNREADABLE as err:
+        warnings.warn(
+            f"Head-score cache entry {path} was unreadable ({type(err).__name__}: {err}); recomputing and replacing "
+            "it.",
+            stacklevel=3,
+        )
+        path.unlink(missing_ok=True)
+        return None
+    return arrays
+
+
+def _write_entry(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write `arrays` to `path` atomically: into a temporary file, flushed to disk, then renamed."""
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npz")
+    with open(partial, "wb") as file:
+        np.savez(file, **arrays)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)

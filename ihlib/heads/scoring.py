@@ -6,12 +6,20 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import transformers
 
-from ihlib.heads.score_cache import cache_folder, cached_arrays, entry_key
+from ihlib.heads import score_cache
+from ihlib.heads.score_cache import cache_folder, cached_arrays, code_digest, entry_key
+from ihlib.model import batches
 from ihlib.model.batches import repeated_tokens
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import HEAD_KINDS, check_heads, rank_heads
 from ihlib.model.loading import AnyGPT2, model_label, transformer_of
+from ihlib.model.validation import integer, seed_value
+
+SCORING_CODE = "|".join(
+    [code_digest(__file__, batches.__file__, score_cache.__file__), torch.__version__, transformers.__version__]
+)  # the version of the code behind cached scores: these files' bytes, torch's and transformers' versions
 
 
 @dataclass(frozen=True)
@@ -156,13 +164,22 @@ def scores_by_position(
     Where `IHLIB_SCORE_CACHE` names a folder (the book runner sets it), the scores of a model with the same
     weights and options are computed once and then read from there (`ihlib.heads.score_cache`).
     """
-    options = dict(batch_size=batch_size, seg_len=seg_len, rep=rep, seed=seed, bos_token_id=bos_token_id)
+    batch_size = integer(batch_size, "batch_size", low=1)
+    options = dict(batch_size=batch_size, **sequence_setting(seg_len, rep, seed), bos_token_id=bos_token_id)
     folder = cache_folder()
     if folder is None:
         return _scores_by_position(model, **options)
-    key = entry_key(model, "scores_by_position", options)
-    arrays = cached_arrays(folder, key, lambda: _scores_by_position(model, **options).arrays())
+    key = entry_key(model, "scores_by_position", options, code=SCORING_CODE)
+    arrays = cached_arrays(
+        folder, key, lambda: _scores_by_position(model, **options).arrays(), names=("induction", "shifting")
+    )
     return PositionScores(arrays["induction"], arrays["shifting"], ScoreSetting(seg_len, rep, bos_token_id is not None))
+
+
+def sequence_setting(seg_len: object, rep: object, seed: object) -> dict[str, int]:
+    """`seg_len` (at least 2), `rep` (at least 2) and `seed` (at least 0) checked as whole numbers (2.0 counts as 2),
+    or ParameterError naming the one at fault."""
+    return {"seg_len": integer(seg_len, "seg_len", low=2), "rep": integer(rep, "rep", low=2), "seed": seed_value(seed)}
 
 
 def _scores_by_position(
@@ -200,6 +217,7 @@ def uniform_head_scores(seg_len: int = 25, rep: int = 3, bos: bool = False) -> d
 
 def uniform_scores_by_position(seg_len: int = 25, rep: int = 3, bos: bool = False) -> dict[str, np.ndarray]:
     """Per-query-position scores `(T,)` of a uniform-attention head, as `scores_by_position` computes them."""
+    seg_len, rep = integer(seg_len, "seg_len", low=2), integer(rep, "rep", low=2)
     offset = int(bos)
     t = offset + rep * seg_len
     causal = torch.tril(torch.ones(t, t, dtype=torch.float64))
@@ -241,6 +259,7 @@ def attention_example(
     """Attention of each named head (`{caption: [layer, head]}`) on one sequence, `seg_len` tokens x `rep`."""
     shape = (model.config.n_layer, model.config.n_head)
     pairs = check_heads(list(heads.values()), shape, name="heads")
+    seg_len, rep = integer(seg_len, "seg_len", low=2), integer(rep, "rep", low=2)
     ids = repeated_tokens(1, seg_len, model.config.vocab_size, rep=rep, seed=seed)
     attn = attention_patterns(model, ids)[:, 0].numpy()  # (n_layer, n_head, T, T)
     shown = np.stack([attn[layer, head] for layer, head in pairs])

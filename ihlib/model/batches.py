@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from ihlib.model.errors import IHLibError
-from ihlib.model.validation import integer
+from ihlib.model.validation import integer, seed_value
 
 
 def repeated_tokens(
@@ -25,7 +25,7 @@ def repeated_tokens(
     vocab_size = integer(vocab_size, "vocab_size", low=2)
     if bos_token_id is not None:
         bos_token_id = integer(bos_token_id, "bos_token_id", low=0)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(None if seed is None else seed_value(seed))
     segments = rng.integers(0, vocab_size, size=(batch_size, seg_len))
     ids = torch.from_numpy(np.tile(segments, (1, rep))).long()
     if bos_token_id is not None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ihlib.model.errors import HeadError, IHLibError
+from ihlib.model.validation import is_whole
 
 if TYPE_CHECKING:
     pass
@@ -38,7 +38,7 @@ def head_labels(heads: list) -> list[str]:
 
 def _index(value: object, name: str, what: str, size: int) -> int:
     """Return `value` as an int in `0..size-1`, or raise naming `name`, the value and the range."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
+    if not is_whole(value):
         raise HeadError(f"{name} contains the {what} {value!r}: {what}s must be integers in 0..{size - 1}.")
     if not 0 <= int(value) < size:
         raise HeadError(f"{name} contains {what} {value}: this model has {what}s 0..{size - 1}.")
@@ -67,7 +67,7 @@ def check_heads(
 
 def check_k(K: int, n_available: int, what: str = "K") -> int:
     """Return `K` as int, or raise naming the allowed range `1..n_available`."""
-    if isinstance(K, bool) or not isinstance(K, Integral) or not 1 <= int(K) <= n_available:
+    if not is_whole(K) or not 1 <= int(K) <= n_available:
         raise HeadError(f"{what}={K!r} is out of range: choose an integer in 1..{n_available} (the number of heads).")
     return int(K)
 

@@ -10,6 +10,7 @@ from safetensors import SafetensorError
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, PretrainedConfig, PreTrainedModel
 
 from ihlib.model.errors import ModelLoadError, ParameterError
+from ihlib.model.finite import check_finite_weights
 
 EMBEDDED_DIR = Path(__file__).parents[1] / "training" / "data"  # the embedded models' weights and training records
 EMBEDDED_MODELS: dict[str, Path] = {
@@ -51,7 +52,7 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "aut
     "ihlib-language" (learned a synthetic language, with copying mixed in; induction heads in two layers among
     other heads) and "ihlib-copy" (learned only to copy repeated random tokens). Otherwise a hub name such as
     "gpt2" or a local directory holding `config.json` and the weights. Other architectures, and checkpoints with
-    missing or unexpected tensors, raise `ModelLoadError` naming them.
+    missing or unexpected tensors or weights that are not finite, raise `ModelLoadError` naming them.
     """
     target = resolve_device(device)
     source = str(embedded_dir(name) or name)
@@ -67,6 +68,7 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "aut
     except (OSError, ValueError, RuntimeError) as err:
         raise ModelLoadError(_load_failure_message(str(name), err)) from err
     check_loading_info(source, info)
+    check_finite_weights(source, model)
     return model.to(target).eval()
 
 

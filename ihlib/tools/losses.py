@@ -15,6 +15,7 @@ import torch
 from ihlib.model.batches import repeated_tokens
 from ihlib.model.errors import IHLibError
 from ihlib.model.loading import AnyGPT2, transformer_of, unembedding
+from ihlib.model.validation import integer, seed_value
 
 
 @dataclass
@@ -108,6 +109,7 @@ def bootstrap_mean_interval(
     values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap interval of the mean over axis 0 of `values` `(n, ...)`: `(low, high)`, each `(...)`."""
+    n_boot, seed = integer(n_boot, "n_boot", low=1), seed_value(seed)
     if not 0 < level < 1:
         raise IHLibError(f"level must lie strictly between 0 and 1, got {level}.")
     if int(n_boot) < 1:

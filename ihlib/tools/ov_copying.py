@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from ihlib.model.errors import IHLibError
+from ihlib.model.head_ids import check_heads
 from ihlib.model.loading import AnyGPT2, transformer_of, unembedding
+from ihlib.model.validation import integer
 from ihlib.model.weights import O, V, head_weights
 
 DEFAULT_MAX_ELEMENTS = 2**24  # largest (heads x vocab x sources) logit block formed at once: 128 MiB in float64
@@ -69,7 +71,7 @@ def ov_parts(model: AnyGPT2, *, dtype: torch.dtype = torch.float64) -> OVParts:
 
 def ov_circuit_block(model: AnyGPT2, layer: int, head: int, tokens: np.ndarray | list[int]) -> np.ndarray:
     """Return the block `M[tokens][:, tokens]` of one head's full OV circuit, `(n, n)`: rows output, columns source."""
-    _check_head(model, layer, head)
+    ((layer, head),) = check_heads([[layer, head]], (model.config.n_layer, model.config.n_head), name="(layer, head)")
     parts = ov_parts(model)
     index = _checked_tokens(tokens, parts.w_e.shape[0], "tokens").to(parts.w_e.device)
     i = int(layer) * model.config.n_head + int(head)
@@ -91,6 +93,7 @@ def ov_copying_scores(
     device. The eigenvalues come, in float64, from the `d_head x d_head` matrix `W_V^T (W_E^T W_U) W_O`,
     which has the same nonzero eigenvalues as `M` (`eig(AB) = eig(BA)`).
     """
+    max_elements = integer(max_elements, "max_elements", low=1)
     parts = ov_parts(model, dtype=dtype)
     vocab, d_head = parts.w_e.shape[0], parts.w_o.shape[2]
     index = _checked_tokens(np.arange(vocab) if sources is None else sources, vocab, "sources")
@@ -141,12 +144,3 @@ def _checked_tokens(tokens: np.ndarray | list[int], vocab: int, name: str) -> to
     if index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= vocab:
         raise IHLibError(f"{name} must be a non-empty list of token ids in 0..{vocab - 1}, got {tokens!r}.")
     return index
-
-
-def _check_head(model: AnyGPT2, layer: int, head: int) -> None:
-    """Raise an `IHLibError` naming the allowed ranges when `(layer, head)` is not a head of `model`."""
-    n_layer, n_head = model.config.n_layer, model.config.n_head
-    if not (0 <= int(layer) < n_layer and 0 <= int(head) < n_head):
-        raise IHLibError(
-            f"(layer, head) = ({layer}, {head}) is out of range: layers 0..{n_layer - 1}, heads 0..{n_head - 1}."
-        )

@@ -446,7 +446,7 @@ def test_chapter_figures_are_titled_and_saved_with_their_data(W_all, tmp_path):
         (lambda W: match(W, None, None, [2]), "Pass IH_list, Shifting_list or both"),
         (lambda W: match(W, IH, None, [2], methods=("max",)), "non-empty list from \\('largest', 'mean'\\)"),
         (lambda W: match(W, IH, None, []), "ranks is empty"),
-        (lambda W: match(W, IH, None, [2], num_samp=0), "num_samp must be at least 1"),
+        (lambda W: match(W, IH, None, [2], num_samp=0), "num_samp=0 is out of range: choose at least 1"),
         (lambda W: match(W[0], IH, None, [2]), "W_all must have shape"),
         (lambda W: qkov_zscores(W, IH, []), "Shifting_list is empty"),
         (lambda W: qkov_blocks(W, [[0, 1]]), "earlier layer"),
