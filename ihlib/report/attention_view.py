@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 from IPython.display import HTML
+from matplotlib.colors import to_hex
 
 from ihlib.heads.head_table import HeadTable
 from ihlib.heads.scoring import AttentionExample
@@ -36,7 +37,7 @@ def view_data(example: AttentionExample, kinds: HeadTable, *, selected: list[int
         "att": np.rint(grid * PERCENT).astype(int).tolist(),
         "roles": roles.tolist(),
         "labels": [[head_label(layer, head) for head in range(n_head)] for layer in range(n_layer)],
-        "colours": ROLE_COLOURS,
+        "colours": {role: to_hex(colour) for role, colour in ROLE_COLOURS.items()},
         "selected": [int(first[0]), int(first[1])],
         "model": example.model,
     }
@@ -70,7 +71,7 @@ def _first_selected(kinds: HeadTable) -> list[int]:
 
 
 _CSS = """
-ROOT { font-size: 13px; max-width: 100%; }
+ROOT { font-size: 13px; max-width: 100%; padding: 2px 4px; box-sizing: border-box; }
 ROOT .ihav-tokens { display: flex; flex-wrap: wrap; gap: 2px; margin: 4px 0 8px; }
 ROOT .ihav-token { padding: 1px 3px; border: 1px solid #ccc; border-radius: 3px; cursor: default;
   font-family: monospace; min-width: 2.2em; text-align: center; }
@@ -102,7 +103,7 @@ _SCRIPT = """
     tokenBox.appendChild(span);
     return span;
   });
-  grid.style.gridTemplateColumns = "auto repeat(" + nHead + ", minmax(0, 1fr))";
+  grid.style.gridTemplateColumns = "4.5em repeat(" + nHead + ", minmax(0, 1fr))";
   const strips = [];
   for (let layer = 0; layer < nLayer; layer++) {
     const name = document.createElement("div");

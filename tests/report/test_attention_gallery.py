@@ -87,6 +87,7 @@ def test_view_data_holds_every_heads_attention_in_percent(small):
     assert np.abs(att - example.attention.reshape(2, 4, 18, 18) * 100).max() <= 0.5 + 1e-6
     assert data["labels"][1][2] == "L1H2" and data["selected"] == [1, 2] and len(data["tokens"]) == 18
     assert data["roles"] == kinds.roles().tolist()
+    assert all(re.fullmatch("#[0-9a-f]{6}", colour) for colour in data["colours"].values())  # CSS colours
 
 
 def test_view_is_self_contained_html_with_inline_data_and_script(small):
