@@ -11,7 +11,17 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ihlib"
 # Each layer may import from its own folder and from layers of a lower rank; layers of one rank are siblings
 # that do not import each other.
-LAYER_RANK = {"model": 0, "heads": 1, "core": 2, "claims": 3, "tools": 3, "report": 4, "training": 4, "book": 5}
+LAYER_RANK = {
+    "model": 0,
+    "heads": 1,
+    "core": 2,
+    "claims": 3,
+    "tools": 3,
+    "report": 4,
+    "training": 4,
+    "exercises": 4,
+    "book": 5,
+}
 COMPUTING_LAYERS = ("model", "heads", "core", "claims")  # compute and return; never draw
 MAX_LINES = 450
 FIGURE_MODULES = ("plots_experiments", "plots_heads", "plots_weights", "plots_teaching", "plots_routes")

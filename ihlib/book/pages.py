@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 
+from ihlib.model.loading import DEFAULT_EMBEDDED
 from ihlib.report.across_models import MODEL_RECORD
 
 TQDM_BAR = re.compile(r"\d+%\|[^|\n]*\| *\d+/\d+ \[")  # `shuffle QK: 40%|####      | 2/5 [00:01<00:02, 1.9it/s]`
@@ -55,7 +56,9 @@ def page_record(parameters: dict[str, object], defaults: dict[str, object], date
     if "model_name" not in defaults:
         label = None
     else:
-        label = parameters.get("model_name", defaults["model_name"]) or "ihlib-default (the embedded default model)"
+        label = (
+            parameters.get("model_name", defaults["model_name"]) or f"{DEFAULT_EMBEDDED} (the embedded default model)"
+        )
     return {"date": date, "model": label, "parameters": parameters}
 
 

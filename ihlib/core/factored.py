@@ -279,3 +279,22 @@ def subspace_projector(V: torch.Tensor, *, project_out: bool) -> torch.Tensor:
     """Return `I - V V^T` (project the subspace out) or `V V^T` (keep only it), `(d_model, d_model)`."""
     P = V @ V.T
     return torch.eye(V.shape[0], dtype=V.dtype, device=V.device) - P if project_out else P
+
+
+def principal_angles(A: torch.Tensor | np.ndarray, B: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Principal angles (radians, ascending, float64) between the column spans of `A (d, r0)` and `B (d, r1)`:
+    `arccos` of the singular values of `Q_A^T Q_B` (thin QRs), `min(r0, r1)` of them; 0 for a shared direction."""
+    bases = []
+    for name, M in (("A", A), ("B", B)):
+        M = torch.as_tensor(M, dtype=torch.float64)
+        if M.ndim != 2 or M.shape[1] > M.shape[0]:
+            raise IHLibError(f"{name} must be a (d, r) matrix with r <= d, got shape {tuple(M.shape)}.")
+        Q, R = torch.linalg.qr(M)
+        diag = R.diagonal().abs()
+        if diag.min() <= 1e-10 * diag.max().clamp_min(1e-300):
+            raise IHLibError(f"The columns of {name} are linearly dependent: pass a basis of the subspace.")
+        bases.append(Q)
+    if bases[0].shape[0] != bases[1].shape[0]:
+        raise IHLibError(f"A and B must have the same number of rows, got {A.shape[0]} and {B.shape[0]}.")
+    cosines = torch.linalg.svdvals(bases[0].mT @ bases[1]).clamp(0.0, 1.0)
+    return torch.arccos(cosines)

@@ -87,6 +87,7 @@ class ModelFacts:
     seed_setting_scores: HeadScores
     copy_accuracy: float
     evaluation: dict
+    copy_seed: int = 0  # the seed of the 100 random segments `copy_accuracy` was measured on
 
     def row(self) -> dict[str, object]:
         """The facts as one table row; the best heads with their scores."""
@@ -102,7 +103,7 @@ class ModelFacts:
             "CPU minutes": None if self.train_minutes is None else f"{self.train_minutes:.0f}",
             "top IH": f"{head_label(*best_ih)} ({self.scores.induction[tuple(best_ih)]:.2f})",
             "top shifting head": f"{head_label(*best_shift)} ({self.scores.shifting[tuple(best_shift)]:.2f})",
-            "top-1 copying": round(self.copy_accuracy, 3),
+            f"top-1 copying (100 segments, seed {self.copy_seed})": round(self.copy_accuracy, 3),
             "word loss (unigram / bigram entropy)": self.language_loss_text(),
         }
 
@@ -138,6 +139,7 @@ def model_facts(
         seed_setting_scores=head_scores(model, batch_size=batch_size, seed=seed, **SEED_SETTING),
         copy_accuracy=copy_accuracy(model, seed=seed),
         evaluation=record.get("evaluation") or {},
+        copy_seed=seed,
     )
 
 

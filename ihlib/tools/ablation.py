@@ -275,3 +275,15 @@ def copying_under_ablations(
             "mean_ablation": "per-position mean of the head's output over the reference batch",
         },
     )
+
+
+def per_layer_ablations(heads: Sequence[Sequence[int]], *, kind: AblationKind = "zero") -> list[Ablation]:
+    """The intact model, then the `heads` of each layer together, one condition per layer that holds any (layers
+    ascending), labelled e.g. "zero layer 1 (4 heads)"."""
+    pairs = sorted((int(layer), int(head)) for layer, head in heads)
+    layers = sorted({layer for layer, _ in pairs})
+    conditions = [Ablation()]
+    for layer in layers:
+        group = tuple(pair for pair in pairs if pair[0] == layer)
+        conditions.append(Ablation(group, kind, label=f"{kind} layer {layer} ({len(group)} heads)"))
+    return conditions

@@ -203,3 +203,32 @@ def test_chapter_page_has_objectives_and_exercises_with_folded_answers(browser_p
     assert browser_page.locator("section#objectives li").count() >= 2, f"{entry}: no objectives list"
     folded = browser_page.locator("section#exercises details:not([open])")
     assert folded.count() >= 2, f"{entry}: fewer than 2 folded answers in the exercises"
+
+
+def test_attention_view_of_chapter_0_reacts_to_hover_without_network(browser_page, site_url):
+    """With every request outside the local site aborted, hovering a token of chapter 0's attention view makes it the
+    query, and hovering a head selects it."""
+    entry = next(entry for entry in FIGURE_PAGES if Path(entry).stem.startswith("00_"))
+    context, outside = browser_page.context, []
+
+    def local_only(route):
+        if route.request.url.startswith(site_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    try:
+        open_page(browser_page, f"{site_url}/{entry}.html")
+        view = browser_page.locator(".ihav").first
+        assert view.count() == 1, f"{entry}: no attention view"
+        view.scroll_into_view_if_needed()
+        token = view.locator(".ihav-token").nth(3)
+        token.hover()
+        assert view.get_attribute("data-query") == "3"
+        view.locator(".ihav-head").nth(1).hover()
+        assert view.get_attribute("data-selected") == "0,1"
+        assert "token 3" in view.locator(".ihav-status").inner_text()
+    finally:
+        context.unroute("**/*")
