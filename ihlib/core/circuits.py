@@ -131,7 +131,7 @@ def _products_for(statistics: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _sums(factors: HeadFactors, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`W_qk^T u` and `W_ov u` of every head, `(n_heads, d)` each, float64: `sum(M) = u^T W_qk W_ov u`."""
+    """`W_qk^T u` and `W_ov u` of every head, `(n_heads, d, 1)` each, float64: `sum(M) = u^T W_qk W_ov u`."""
     W = factors.W
     return tuple(W[:, out].double() @ (u @ W[:, into].double()).unsqueeze(-1) for into, out in ((Q, K), (V, O)))
 
@@ -174,7 +174,7 @@ def pair_statistics(
     out = {}
     for name in statistics:
         if name in ("z", "z_embedding"):
-            u = torch.ones(d, dtype=torch.float64) if name == "z" else embedding_basis(W_E)[1].sum(1)
+            u = torch.ones(d, dtype=torch.float64, device="cpu") if name == "z" else embedding_basis(W_E)[1].sum(1)
             qk_sums, ov_sums = _sums(factors, u)
             out[name] = _zscore(products, qk_sums[receivers, :, 0], ov_sums[senders, :, 0], d)
         elif name == "token_wins":
@@ -205,7 +205,7 @@ def token_wins(factors: HeadFactors, receivers: np.ndarray, senders: np.ndarray,
     E = tokens.to(W.dtype)
     recv, send = torch.from_numpy(receivers), torch.from_numpy(senders)
     n_tokens = E.shape[0]
-    wins = torch.zeros(len(receivers), dtype=torch.float64)
+    wins = torch.zeros(len(receivers), dtype=torch.float64, device="cpu")
     pair_chunk = max(1, TOKEN_PAIR_ELEMENTS // (min(TOKEN_CHUNK, n_tokens) * n_tokens))
     for first in range(0, len(receivers), pair_chunk):
         r, s = recv[first : first + pair_chunk], send[first : first + pair_chunk]
@@ -213,7 +213,7 @@ def token_wins(factors: HeadFactors, receivers: np.ndarray, senders: np.ndarray,
         right = E @ W[s, V]  # (p, T, k)
         for start in range(0, n_tokens, TOKEN_CHUNK):
             winners = (left[:, start : start + TOKEN_CHUNK] @ right.mT).argmax(-1)
-            own = torch.arange(start, start + winners.shape[-1])
+            own = torch.arange(start, start + winners.shape[-1], device="cpu")
             wins[first : first + pair_chunk] += (winners == own).sum(-1)
     return wins / n_tokens
 

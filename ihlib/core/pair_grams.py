@@ -93,7 +93,7 @@ def pair_products(
     n_sides = len(recv_ids) * len(products) + len(send_ids) * len(sides)
     rows = _block_rows(factors.d_model, n_sides, factors.W.element_size())
     sums = {
-        name: torch.zeros(len(receivers), len(kinds) if name == "symmetric" else 1, dtype=torch.float64)
+        name: torch.zeros(len(receivers), len(kinds) if name == "symmetric" else 1, dtype=torch.float64, device="cpu")
         for name in sides
     }
     for start in range(0, factors.d_model, rows):

@@ -119,3 +119,13 @@ def test_composition_grid_holds_every_composable_pair_and_nan_elsewhere():
     assert result.record()["K"]["n_pairs"] == 48
     with pytest.raises(IHLibError, match="Unknown composition kinds"):
         composition_scores(W_all, kinds=("X",))
+
+
+def test_statistics_create_every_tensor_on_the_cpu_whatever_the_default_device():
+    """Under `torch.device("meta")` as default, every statistic still comes out as on plain CPU weights."""
+    W_all, W_E = weights(torch.float32, seed=4)
+    expected = pair_statistics(W_all, QK_HEADS, OV_HEADS, W_E=W_E, statistics=ALL)
+    with torch.device("meta"):
+        got = pair_statistics(W_all, QK_HEADS, OV_HEADS, W_E=W_E, statistics=ALL)
+    for name in ALL:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
