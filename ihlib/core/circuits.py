@@ -96,7 +96,7 @@ def orient_signs(vectors: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
 
 def _embedding(W_E: torch.Tensor | np.ndarray) -> torch.Tensor:
     """`W_E` as a float64 CPU tensor `(vocab, d_model)`, or raise."""
-    W = torch.as_tensor(W_E).detach().cpu().double()
+    W = torch.as_tensor(W_E, device="cpu").detach().double()
     if W.ndim != 2:
         raise IHLibError(f"W_E must be the token embedding (vocab, d_model), got shape {tuple(W.shape)}.")
     return W
