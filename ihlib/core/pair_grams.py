@@ -28,20 +28,22 @@ from ihlib.model.weights import K, O, Q, V
 
 PRODUCTS = ("K", "Q", "V", "trace")
 MEMORY_BYTES = 256 * 2**20  # bound on the row blocks of the d x d sides held at once
+MAX_BLOCK_ROWS = 96  # at most this many rows per block: finer blocks skip more of the symmetric lower triangles
+
+
+READER_FACTORS = {"K": (K, Q), "Q": (Q, K), "V": (V, O), "writer": (O, V)}  # X = W[a] S(W[b]^T W[b])
 
 
 @dataclass(frozen=True)
 class HeadFactors:
     """Per-head quantities of every head, flat index `layer * n_head + head`, computed once.
 
-    `W (n, 4, d, k)`: `[W_q, W_k, W_v, W_o^T]` in the weights' dtype; `readers[kind] (n, d, k)`: `X` with `X X^T` the
-    receiving side of product `kind` ("K": `W_qk^T W_qk`, "Q": `W_qk W_qk^T`, "V": `W_ov^T W_ov`); `writer (n, d, k)`:
-    `Y` with `Y Y^T = W_ov W_ov^T`; `qk_norm2`, `ov_norm2 (n,)`: `||W_qk||_F^2`, `||W_ov||_F^2` in float64.
+    `W (n, 4, d, k)`: `[W_q, W_k, W_v, W_o^T]` in the weights' dtype; `grams (n, 4, k, k)`: `W^T W` of each factor in
+    float64; `qk_norm2`, `ov_norm2 (n,)`: `||W_qk||_F^2`, `||W_ov||_F^2` in float64.
     """
 
     W: torch.Tensor
-    readers: dict[str, torch.Tensor]
-    writer: torch.Tensor
+    grams: torch.Tensor
     qk_norm2: torch.Tensor
     ov_norm2: torch.Tensor
     n_head: int
@@ -51,23 +53,34 @@ class HeadFactors:
         """Width of the residual stream."""
         return int(self.W.shape[-2])
 
+    def reader(self, kind: str, heads: torch.Tensor) -> torch.Tensor:
+        """`X (len(heads), d, k)`, weights' dtype, with `X X^T` the side of `kind` in `READER_FACTORS` of each head.
+
+        "K": `W_qk^T W_qk`, "Q": `W_qk W_qk^T`, "V": `W_ov^T W_ov` (receiving side), "writer": `W_ov W_ov^T`
+        (sending side); `X = W[a] S` with `S S^T = W[b]^T W[b]`, the `k x k` root taken in float64.
+        """
+        a, b = READER_FACTORS[kind]
+        return self.W[heads, a] @ gram_root(self.grams[heads, b]).to(self.W.dtype)
+
 
 def head_factors(W_all: torch.Tensor) -> HeadFactors:
-    """`HeadFactors` of `W_all (L, H, 4, d, k)`: the four `k x k` Grams per head in float64, roots cast back."""
+    """`HeadFactors` of `W_all (L, H, 4, d, k)`: the weights on the CPU (half precision as float32), float64 Grams."""
     W = W_all.detach()
     if torch.finfo(W.dtype).bits < 32:
         W = W.float()
     W = W.cpu().flatten(0, 1)  # (n, 4, d, k)
     grams = (W.mT @ W).double()  # (n, 4, k, k)
-    roots = gram_root(grams).to(W.dtype)  # S with S S^T = gram
-    readers = {"K": W[:, K] @ roots[:, Q], "Q": W[:, Q] @ roots[:, K], "V": W[:, V] @ roots[:, O]}
     qk_norm2 = (grams[:, Q] * grams[:, K]).sum((-2, -1))
     ov_norm2 = (grams[:, O] * grams[:, V]).sum((-2, -1))
-    return HeadFactors(W, readers, W[:, O] @ roots[:, V], qk_norm2, ov_norm2, int(W_all.shape[1]))
+    return HeadFactors(W, grams, qk_norm2, ov_norm2, int(W_all.shape[1]))
 
 
 def gram_root(gram: torch.Tensor) -> torch.Tensor:
-    """`S (..., k, k)` with `S S^T = gram` for positive semi-definite `gram (..., k, k)`, also rank-deficient."""
+    """`S (..., k, k)` with `S S^T = gram` for positive semi-definite `gram (..., k, k)`: Cholesky, or, when one of
+    the batch is rank-deficient, `V sqrt(Lambda)` from the eigendecomposition of every one."""
+    lower, info = torch.linalg.cholesky_ex(gram)
+    if bool((info == 0).all()):
+        return lower
     values, vectors = torch.linalg.eigh(gram)
     return vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
 
@@ -86,10 +99,11 @@ def pair_products(
     recv, send = torch.from_numpy(recv_ids), torch.from_numpy(send_ids)
     sides = {}  # name: (receiving factors, sending factors), products summed over row blocks
     if kinds:  # all symmetric kinds in one product: receiver-major rows (receiver, kind)
-        stacked = torch.stack([factors.readers[kind][recv] for kind in kinds], dim=1).flatten(0, 1)
-        sides["symmetric"] = (stacked, factors.writer[send])
+        stacked = torch.stack([factors.reader(kind, recv) for kind in kinds], dim=1).flatten(0, 1)
+        sides["symmetric"] = (_transposed_copy(stacked), _transposed_copy(factors.reader("writer", send)))
     if "trace" in products:
-        sides["trace"] = ((factors.W[recv, K], factors.W[recv, Q]), (factors.W[send, O], factors.W[send, V]))
+        W = factors.W
+        sides["trace"] = ((W[recv, K], W[recv, Q].mT.contiguous()), (W[send, O], W[send, V].mT.contiguous()))
     n_sides = len(recv_ids) * len(products) + len(send_ids) * len(sides)
     rows = _block_rows(factors.d_model, n_sides, factors.W.element_size())
     sums = {
@@ -117,8 +131,8 @@ def _row_blocks(name: str, recv_side, send_side, start: int, stop: int) -> tuple
         return _symmetric_rows(recv_side, start, stop), _symmetric_rows(
             send_side, start, stop, double_off_diagonal=True
         )
-    (w_k, w_q), (w_o, w_v) = recv_side, send_side
-    return (w_k[:, start:stop] @ w_q.mT).flatten(1), (w_o[:, start:stop] @ w_v.mT).flatten(1)
+    (w_k, w_q_t), (w_o, w_v_t) = recv_side, send_side
+    return _products(w_k[:, start:stop], w_q_t), _products(w_o[:, start:stop], w_v_t)
 
 
 def _symmetric_rows(X: torch.Tensor, start: int, stop: int, *, double_off_diagonal: bool = False) -> torch.Tensor:
@@ -127,10 +141,24 @@ def _symmetric_rows(X: torch.Tensor, start: int, stop: int, *, double_off_diagon
     The inner product of two symmetric matrices is the sum over these upper blocks, with the entries right of the
     diagonal block counted twice: `double_off_diagonal` doubles them on one side.
     """
-    block = X[:, start:stop] @ X[:, start:].mT
+    block = _products(X[:, start:stop], X.mT[:, :, start:]).view(X.shape[0], stop - start, -1)
     if double_off_diagonal:
         block[:, :, stop - start :] *= 2
     return block.flatten(1)
+
+
+def _transposed_copy(X: torch.Tensor) -> torch.Tensor:
+    """`X (n, d, k)` stored as its transpose `(n, k, d)` (returned as the `(n, d, k)` view): both layouts are read."""
+    return X.mT.contiguous().mT
+
+
+def _products(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """`A[i] @ B[i]` for batches `A (n, m, k)`, `B (n, k, p)`, flattened `(n, m * p)`: one `mm` per head, since the
+    batched `bmm` runs these thin products (inner dimension `d_head`) at half the speed (measured, MKL, one thread)."""
+    out = torch.empty(A.shape[0], A.shape[1], B.shape[2], dtype=A.dtype, device=A.device)
+    for i in range(A.shape[0]):
+        torch.mm(A[i], B[i], out=out[i])
+    return out.flatten(1)
 
 
 def _take(rows: torch.Tensor, index: np.ndarray) -> torch.Tensor:
@@ -174,5 +202,5 @@ def _gap_free(cols: np.ndarray) -> np.ndarray:
 
 
 def _block_rows(d: int, n_sides: int, item: int) -> int:
-    """Rows per block so that `n_sides` row blocks `(rows, d)` of `item` bytes per entry fit in `MEMORY_BYTES`."""
-    return int(np.clip(MEMORY_BYTES // max(1, n_sides * d * item), 1, d))
+    """Rows per block (at most `MAX_BLOCK_ROWS`) so that `n_sides` row blocks `(rows, d)` fit in `MEMORY_BYTES`."""
+    return int(np.clip(MEMORY_BYTES // max(1, n_sides * d * item), 1, min(d, MAX_BLOCK_ROWS)))
