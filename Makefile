@@ -32,3 +32,4 @@ train-language: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_subspace.py
 	$(BIN)/python benchmarks/bench_shuffle.py
+	$(BIN)/python benchmarks/bench_pairs.py

@@ -1,4 +1,5 @@
-"""Figures for claims 1 and 2 (weight space): `W_qkov` blocks, diagonal z-scores, subspace matching with baselines.
+"""Figures for claims 1 and 2 (weight space): `W_qkov` blocks, diagonal z-scores, subspace matching with baselines,
+and the composition scores of every composable head pair.
 
 Every figure is at most `PAGE_WIDTH_IN` wide with text of at least 9 pt, so that it stays legible when the page
 shows it at full width; figures grow taller, not wider, with the number of panels or listed heads.
@@ -16,6 +17,7 @@ from matplotlib.patches import Rectangle
 
 from ihlib.claims.diagonal import SEED_Z_THRESHOLD, QKOVMatching, QKOVZScores
 from ihlib.claims.subspaces import HeadSpectra, SubspaceMatching
+from ihlib.core.circuits import CompositionScores
 from ihlib.model.head_ids import head_label, head_labels
 from ihlib.report.figure_style import FONT_PT, PAGE_WIDTH_IN, fit_lines
 
@@ -268,3 +270,72 @@ def plot_energy_profiles(spectra: HeadSpectra) -> dict[str, plt.Figure]:
         ax.legend(fontsize=FONT_PT - 1, ncol=math.ceil(n_entries / 12), loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("How much of each head's matrix its top r singular directions hold", fontsize=FONT_PT + 1)
     return {"energy_profiles": fig}
+
+
+COMPOSITION_NAMES = {"Q": "Q-composition", "K": "K-composition", "V": "V-composition"}
+MAX_TICKED_HEADS = 48  # a composition axis with more heads ticks each layer's first head and the listed heads
+
+
+def plot_composition_scores(
+    result: CompositionScores, *, IH_list: list | tuple = (), Shifting_list: list | tuple = ()
+) -> dict[str, plt.Figure]:
+    """Per kind a heatmap of receiving heads (rows, layers 1..) by sending heads (columns, earlier layers).
+
+    One colour scale for all kinds (0 to the largest score); blank cells cannot compose; thin lines separate layers;
+    listed IHs (rows) and shifting heads (columns) are labelled in colour (up to `MAX_TICKED_HEADS` heads per axis;
+    beyond, each layer is ticked) and their pairs outlined.
+    """
+    n_layer, n_head = result.shape
+    kinds = list(result.scores)
+    vmax = max(float(np.nanmax(grid)) for grid in result.scores.values())
+    side = min(PAGE_WIDTH_IN - 1.2, 0.25 * n_head * (n_layer - 1) + 1.0)
+    fig, axes = plt.subplots(
+        len(kinds), 1, figsize=(PAGE_WIDTH_IN, len(kinds) * (side + 0.9) + 0.6), squeeze=False, layout="constrained"
+    )
+    receivers = [[l, h] for l in range(1, n_layer) for h in range(n_head)]
+    senders = [[l, h] for l in range(n_layer - 1) for h in range(n_head)]
+    listed = {"rows": [list(h) for h in IH_list], "cols": [list(h) for h in Shifting_list]}
+    for ax, kind in zip(axes[:, 0], kinds, strict=True):
+        grid = result.scores[kind][1:, :, : n_layer - 1].reshape(len(receivers), len(senders))
+        image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest", aspect="auto")
+        fig.colorbar(image, ax=ax, shrink=0.9, label=COMPOSITION_NAMES[kind])
+        for boundary in range(1, n_layer - 1):
+            ax.axhline(boundary * n_head - 0.5, color="white", linewidth=0.6)
+            ax.axvline(boundary * n_head - 0.5, color="white", linewidth=0.6)
+        _tick_heads(ax, receivers, listed["rows"], "tab:red", axis="y")
+        _tick_heads(ax, senders, listed["cols"], "tab:blue", axis="x")
+        _outline_listed_pairs(ax, receivers, senders, listed)
+        ax.set_ylabel("receiving head (reads)")
+        ax.set_xlabel("sending head (writes, earlier layer)")
+        ax.set_title(f"{COMPOSITION_NAMES[kind]} of every composable pair")
+    title = (
+        "Which heads compose. Outlined: pairs of a listed induction head (red label) and a listed shifting head "
+        "(blue label)"
+    )
+    fig.suptitle(fit_lines(title), fontsize=FONT_PT + 1)
+    return {"composition_scores": fig}
+
+
+def _tick_heads(ax: plt.Axes, heads: list, listed: list, colour: str, *, axis: str) -> None:
+    """Tick every head, listed heads in bold `colour`; beyond `MAX_TICKED_HEADS` heads, tick each layer ("L3") only."""
+    if len(heads) > MAX_TICKED_HEADS:
+        keep = [i for i, h in enumerate(heads) if h[1] == 0]
+        labels = [f"L{heads[i][0]}" for i in keep]
+    else:
+        keep, labels = list(range(len(heads))), head_labels(heads)
+    set_ticks, get_labels = (ax.set_yticks, ax.get_yticklabels) if axis == "y" else (ax.set_xticks, ax.get_xticklabels)
+    set_ticks(keep, labels, fontsize=FONT_PT - 1, rotation=0 if axis == "y" else 90)
+    tick_labels = get_labels()
+    for i, label in zip(keep, tick_labels, strict=True):
+        if heads[i] in listed and len(heads) <= MAX_TICKED_HEADS:
+            label.set_color(colour)
+            label.set_fontweight("bold")
+
+
+def _outline_listed_pairs(ax: plt.Axes, receivers: list, senders: list, listed: dict[str, list]) -> None:
+    """Outline the cells of listed IH x listed shifting-head pairs that can compose."""
+    for ih in listed["rows"]:
+        for sh in listed["cols"]:
+            if ih in receivers and sh in senders and sh[0] < ih[0]:
+                i, j = receivers.index(ih), senders.index(sh)
+                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="tab:red", linewidth=1.2))

@@ -18,7 +18,7 @@ from ihlib.claims.shuffling import (
 )
 from ihlib.claims.subspaces import JUDGED, PRIMARY_CONTROL, ControlsJudgement, SubspaceControls
 from ihlib.claims.verdicts import Verdict
-from ihlib.core.circuits import STATISTICS
+from ihlib.core.circuits import STATISTICS, CompositionScores
 from ihlib.core.copying import per_repetition
 from ihlib.core.stats import Effect, Interval, mean_ci, read_error_change
 from ihlib.heads.scoring import HeadScores
@@ -376,3 +376,26 @@ def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str
         parts.append(f"{result.component} {action}, rank {result.ranks[-1]}: error {errors}")
     labels = ", ".join(f"{c}: **{j.label}**" for c, j in judgements.items())
     return Paragraph("**What we see.** " + "; ".join(parts) + f". Verdicts: {labels}.")
+
+
+def composition_sentence(result: CompositionScores, IH_list: list, Shifting_list: list) -> Paragraph:
+    """One sentence from the numbers: listed IH x shifting-head pairs' mean composition scores against all pairs'."""
+    listed = [(ih, sh) for ih in IH_list for sh in Shifting_list if sh[0] < ih[0]]
+    means = []
+    for kind, grid in result.scores.items():
+        every = float(np.nanmean(grid))
+        if listed:
+            mine = float(np.mean([grid[ih[0], ih[1], sh[0], sh[1]] for ih, sh in listed]))
+            means.append(f"{kind} {mine:.3f} against {every:.3f}")
+        else:
+            means.append(f"{kind} {every:.3f}")
+    n_pairs = int(np.isfinite(next(iter(result.scores.values()))).sum())
+    if not listed:
+        return Paragraph(
+            f"No listed induction head has a listed shifting head in an earlier layer; the mean composition scores of "
+            f"all {n_pairs} composable pairs are {', '.join(means)} (a description, not a test)."
+        )
+    return Paragraph(
+        f"Mean composition score of the {len(listed)} listed induction-head x shifting-head pairs that can compose, "
+        f"against all {n_pairs} composable pairs of the model: {', '.join(means)} (a description, not a test)."
+    )

@@ -20,6 +20,7 @@ from ihlib.claims.diagonal import qkov_blocks, qkov_zscores
 from ihlib.claims.projection import project
 from ihlib.claims.shuffling import shuffle, shuffle_controls, shuffle_sweep
 from ihlib.claims.subspaces import head_spectra, match_subspaces
+from ihlib.core.circuits import CompositionScores
 from ihlib.core.copying import CopyingSettings
 from ihlib.core.factored import head_subspaces, stacked_qk_svd
 from ihlib.model.weights import head_weights
@@ -33,6 +34,7 @@ from ihlib.report.plots_experiments import (
     plot_stack_energy,
 )
 from ihlib.report.plots_weights import (
+    plot_composition_scores,
     plot_energy_profiles,
     plot_matching_overview,
     plot_qkov_blocks,
@@ -213,3 +215,33 @@ def test_matching_heatmaps_mark_both_baselines_on_their_colour_bars(embedded):
             assert (image.norm.vmin, image.norm.vmax) == (0.0, 1.0)
             assert colour_bar_marks(image) == pytest.approx(sorted(np.percentile(b, 95) for b in baselines))
         plt.close(fig)
+
+
+def synthetic_compositions(n_layer: int, n_head: int) -> CompositionScores:
+    """Composition grids `(L, H, L, H)` of seeded uniform scores on the composable pairs, NaN elsewhere."""
+    rng = np.random.default_rng(0)
+    layers = np.arange(n_layer)
+    composable = layers[None, None, :, None] < layers[:, None, None, None]
+    shape = (n_layer, n_head, n_layer, n_head)
+    grids = {kind: np.where(composable, rng.uniform(0, 0.3, shape), np.nan) for kind in ("Q", "K", "V")}
+    return CompositionScores(grids)
+
+
+@pytest.mark.parametrize(("n_layer", "n_head"), [(4, 8), (12, 12)])
+def test_composition_figure_fits_the_page_with_legible_uncrowded_labels(n_layer, n_head):
+    """The composition heatmaps (embedded-model and GPT-2-small shapes) fit the page, text >= 9 pt, no crowded ticks;
+    listed heads' labels are coloured and their composable pairs outlined."""
+    IH, SH = [[2, 0], [2, 1]], [[1, 0], [0, 1], [3, 0]]
+    fig = plot_composition_scores(synthetic_compositions(n_layer, n_head), IH_list=IH, Shifting_list=SH)[
+        "composition_scores"
+    ]
+    assert rendered_width(fig) <= PAGE_WIDTH_IN + 0.05
+    size, text = smallest_text(fig)
+    assert size >= MIN_PT, text
+    assert crowded_ticks(fig) == []
+    first = fig.axes[0]
+    assert len(first.patches) == 4  # two IHs x two shifting heads in earlier layers (L3H0 is not)
+    if n_layer * n_head <= 48:
+        red = [t.get_text() for t in first.get_yticklabels() if t.get_color() == "tab:red"]
+        assert red == ["L2H0", "L2H1"]
+    plt.close(fig)

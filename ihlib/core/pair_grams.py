@@ -1,0 +1,206 @@
+"""Weight-space products of many (QK head, OV head) pairs from per-head quantities computed once, batched over heads.
+
+Column convention (DESIGN.md): `W_qk = W_q W_k^T`, `W_ov = W_o W_v^T`, both `d x d`. For a receiving head `r` and a
+sending head `s`, the products every pair statistic needs are inner products of `d x d` matrices:
+
+- "K": `||W_qk(r) W_ov(s)||_F^2 = <W_qk^T W_qk (r), W_ov W_ov^T (s)>`,
+- "Q": `||W_qk(r)^T W_ov(s)||_F^2 = <W_qk W_qk^T (r), W_ov W_ov^T (s)>`,
+- "V": `||W_ov(r) W_ov(s)||_F^2 = <W_ov^T W_ov (r), W_ov W_ov^T (s)>`,
+- "trace": `trace(W_qk(r) W_ov(s)) = <W_qk^T (r), W_ov (s)>`.
+
+Each symmetric `d x d` side is `X X^T` with a per-head `X (d, d_head)` (e.g. `X = W_k S` with `S S^T = W_q^T W_q`,
+the `d_head x d_head` root taken in float64). Per pair this costs `d^2 / 2` multiply-adds (the upper triangle of a
+symmetric matrix), against `d d_head^2` for the `d_head x d_head` core `X(r)^T X(s)`: five times less at GPT-2's
+shapes (`d = 768 < d_head^2 = 4096`). The `d x d` sides are formed once per head, a block of rows at a time (memory
+bound: `MEMORY_BYTES`), in the weights' dtype; the pairs' inner products are matrix products over the heads that
+occur, grouped by the receiving head's layer, and summed across row blocks in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ihlib.model.errors import IHLibError
+from ihlib.model.weights import K, O, Q, V
+
+PRODUCTS = ("K", "Q", "V", "trace")
+MEMORY_BYTES = 256 * 2**20  # bound on the row blocks of the d x d sides held at once
+MAX_BLOCK_ROWS = 96  # at most this many rows per block: finer blocks skip more of the symmetric lower triangles
+
+
+READER_FACTORS = {"K": (K, Q), "Q": (Q, K), "V": (V, O), "writer": (O, V)}  # X = W[a] S(W[b]^T W[b])
+
+
+@dataclass(frozen=True)
+class HeadFactors:
+    """Per-head quantities of every head, flat index `layer * n_head + head`, computed once.
+
+    `W (n, 4, d, k)`: `[W_q, W_k, W_v, W_o^T]` in the weights' dtype; `grams (n, 4, k, k)`: `W^T W` of each factor in
+    float64; `qk_norm2`, `ov_norm2 (n,)`: `||W_qk||_F^2`, `||W_ov||_F^2` in float64.
+    """
+
+    W: torch.Tensor
+    grams: torch.Tensor
+    qk_norm2: torch.Tensor
+    ov_norm2: torch.Tensor
+    n_head: int
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream."""
+        return int(self.W.shape[-2])
+
+    def reader(self, kind: str, heads: torch.Tensor) -> torch.Tensor:
+        """`X (len(heads), d, k)`, weights' dtype, with `X X^T` the side of `kind` in `READER_FACTORS` of each head.
+
+        "K": `W_qk^T W_qk`, "Q": `W_qk W_qk^T`, "V": `W_ov^T W_ov` (receiving side), "writer": `W_ov W_ov^T`
+        (sending side); `X = W[a] S` with `S S^T = W[b]^T W[b]`, the `k x k` root taken in float64.
+        """
+        a, b = READER_FACTORS[kind]
+        return self.W[heads, a] @ gram_root(self.grams[heads, b]).to(self.W.dtype)
+
+
+def head_factors(W_all: torch.Tensor) -> HeadFactors:
+    """`HeadFactors` of `W_all (L, H, 4, d, k)`: the weights on the CPU (half precision as float32), float64 Grams."""
+    W = W_all.detach()
+    if torch.finfo(W.dtype).bits < 32:
+        W = W.float()
+    W = W.cpu().flatten(0, 1)  # (n, 4, d, k)
+    grams = (W.mT @ W).double()  # (n, 4, k, k)
+    qk_norm2 = (grams[:, Q] * grams[:, K]).sum((-2, -1))
+    ov_norm2 = (grams[:, O] * grams[:, V]).sum((-2, -1))
+    return HeadFactors(W, grams, qk_norm2, ov_norm2, int(W_all.shape[1]))
+
+
+def gram_root(gram: torch.Tensor) -> torch.Tensor:
+    """`S (..., k, k)` with `S S^T = gram` for positive semi-definite `gram (..., k, k)`: Cholesky, or, when one of
+    the batch is rank-deficient, `V sqrt(Lambda)` from the eigendecomposition of every one."""
+    lower, info = torch.linalg.cholesky_ex(gram)
+    if bool((info == 0).all()):
+        return lower
+    values, vectors = torch.linalg.eigh(gram)
+    return vectors * values.clamp_min(0).sqrt().unsqueeze(-2)
+
+
+def pair_products(
+    factors: HeadFactors, receivers: np.ndarray, senders: np.ndarray, products: tuple[str, ...]
+) -> dict[str, torch.Tensor]:
+    """Each of `products` (names in `PRODUCTS`) for pairs `(receivers[i], senders[i])` (flat ids), `(n,)` float64."""
+    unknown = set(products) - set(PRODUCTS)
+    if unknown:
+        raise IHLibError(f"Unknown pair products {sorted(unknown)}: choose from {PRODUCTS}.")
+    kinds = [p for p in products if p != "trace"]
+    recv_ids, recv_pos = np.unique(receivers, return_inverse=True)
+    send_ids, send_pos = np.unique(senders, return_inverse=True)
+    groups = _receiver_layer_groups(recv_ids, recv_pos, send_pos, factors.n_head)
+    recv, send = torch.from_numpy(recv_ids), torch.from_numpy(send_ids)
+    sides = {}  # name: (receiving factors, sending factors), products summed over row blocks
+    if kinds:  # all symmetric kinds in one product: receiver-major rows (receiver, kind)
+        stacked = torch.stack([factors.reader(kind, recv) for kind in kinds], dim=1).flatten(0, 1)
+        sides["symmetric"] = (_transposed_copy(stacked), _transposed_copy(factors.reader("writer", send)))
+    if "trace" in products:
+        W = factors.W
+        sides["trace"] = ((W[recv, K], W[recv, Q].mT.contiguous()), (W[send, O], W[send, V].mT.contiguous()))
+    n_sides = len(recv_ids) * len(products) + len(send_ids) * len(sides)
+    rows = _block_rows(factors.d_model, n_sides, factors.W.element_size())
+    sums = {
+        name: torch.zeros(len(receivers), len(kinds) if name == "symmetric" else 1, dtype=torch.float64, device="cpu")
+        for name in sides
+    }
+    for start in range(0, factors.d_model, rows):
+        stop = min(start + rows, factors.d_model)
+        blocks = {
+            name: _row_blocks(name, recv_side, send_side, start, stop) for name, (recv_side, send_side) in sides.items()
+        }
+        for name, (recv_block, send_block) in blocks.items():
+            per_receiver = recv_block.shape[0] // len(recv_ids)
+            for group in groups:
+                rows_of_group = recv_block[group.rows.start * per_receiver : group.rows.stop * per_receiver]
+                grid = (rows_of_group @ _take(send_block, group.cols).T).view(-1, per_receiver, len(group.cols))
+                sums[name][group.pairs] += grid[group.row_of_pair, :, group.col_of_pair].double()
+    out = {kind: sums["symmetric"][:, i] for i, kind in enumerate(kinds)}
+    return out | ({"trace": sums["trace"][:, 0]} if "trace" in sums else {})
+
+
+def _row_blocks(name: str, recv_side, send_side, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `start:stop` of both sides' `d x d` matrices, `(heads, entries)`: upper blocks (symmetric) or full rows."""
+    if name == "symmetric":
+        return _symmetric_rows(recv_side, start, stop), _symmetric_rows(
+            send_side, start, stop, double_off_diagonal=True
+        )
+    (w_k, w_q_t), (w_o, w_v_t) = recv_side, send_side
+    return _products(w_k[:, start:stop], w_q_t), _products(w_o[:, start:stop], w_v_t)
+
+
+def _symmetric_rows(X: torch.Tensor, start: int, stop: int, *, double_off_diagonal: bool = False) -> torch.Tensor:
+    """Rows `start:stop` of `X X^T (n, d, d)` from column `start` on, flattened `(n, rows * (d - start))`.
+
+    The inner product of two symmetric matrices is the sum over these upper blocks, with the entries right of the
+    diagonal block counted twice: `double_off_diagonal` doubles them on one side.
+    """
+    block = _products(X[:, start:stop], X.mT[:, :, start:]).view(X.shape[0], stop - start, -1)
+    if double_off_diagonal:
+        block[:, :, stop - start :] *= 2
+    return block.flatten(1)
+
+
+def _transposed_copy(X: torch.Tensor) -> torch.Tensor:
+    """`X (n, d, k)` stored as its transpose `(n, k, d)` (returned as the `(n, d, k)` view): both layouts are read."""
+    return X.mT.contiguous().mT
+
+
+def _products(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    """`A[i] @ B[i]` for batches `A (n, m, k)`, `B (n, k, p)`, flattened `(n, m * p)`: one `mm` per head, since the
+    batched `bmm` runs these thin products (inner dimension `d_head`) at half the speed (measured, MKL, one thread)."""
+    out = torch.empty(A.shape[0], A.shape[1], B.shape[2], dtype=A.dtype, device=A.device)
+    for i in range(A.shape[0]):
+        torch.mm(A[i], B[i], out=out[i])
+    return out.flatten(1)
+
+
+def _take(rows: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+    """`rows[index]`, as a view when `index` is a contiguous increasing range."""
+    if index.size and np.array_equal(index, np.arange(index[0], index[0] + index.size)):
+        return rows[int(index[0]) : int(index[0]) + index.size]
+    return rows[torch.from_numpy(index)]
+
+
+@dataclass(frozen=True)
+class PairGroup:
+    """Pairs `pairs` whose receivers are rows `rows` (one layer, contiguous) and senders columns `cols` of a grid."""
+
+    pairs: torch.Tensor
+    rows: slice
+    cols: np.ndarray
+    row_of_pair: torch.Tensor
+    col_of_pair: torch.Tensor
+
+
+def _receiver_layer_groups(
+    recv_ids: np.ndarray, recv_pos: np.ndarray, send_pos: np.ndarray, n_head: int
+) -> list[PairGroup]:
+    """Pairs grouped by the receiving head's layer (sorted flat ids put one layer's receivers side by side)."""
+    layers = recv_ids[recv_pos] // n_head
+    groups = []
+    for layer in np.unique(layers):
+        pairs = np.nonzero(layers == layer)[0]
+        first, last = int(recv_pos[pairs].min()), int(recv_pos[pairs].max())
+        cols = _gap_free(np.unique(send_pos[pairs]))
+        row_of_pair = torch.from_numpy(recv_pos[pairs] - first)
+        col_of_pair = torch.from_numpy(np.searchsorted(cols, send_pos[pairs]))
+        groups.append(PairGroup(torch.from_numpy(pairs), slice(first, last + 1), cols, row_of_pair, col_of_pair))
+    return groups
+
+
+def _gap_free(cols: np.ndarray) -> np.ndarray:
+    """`cols` widened to the range `cols[0]..cols[-1]` when that adds at most a third more: one view, no copy."""
+    span = int(cols[-1] - cols[0] + 1)
+    return np.arange(cols[0], cols[-1] + 1) if span <= 1.34 * cols.size else cols
+
+
+def _block_rows(d: int, n_sides: int, item: int) -> int:
+    """Rows per block (at most `MAX_BLOCK_ROWS`) so that `n_sides` row blocks `(rows, d)` fit in `MEMORY_BYTES`."""
+    return int(np.clip(MEMORY_BYTES // max(1, n_sides * d * item), 1, min(d, MAX_BLOCK_ROWS)))
