@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ihlib.claims.diagonal import DiagonalControls, DiagonalJudgement
-from ihlib.claims.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
 from ihlib.claims.shuffling import (
     CONDITIONS,
-    ONE_REPETITION,
     ControlledShuffleJudgement,
     ShuffleControls,
     ShuffleSweep,
@@ -23,7 +21,7 @@ from ihlib.core.copying import per_repetition
 from ihlib.core.stats import Effect, Interval, mean_ci, read_error_change
 from ihlib.heads.scoring import HeadScores
 from ihlib.heads.selection import counting_heads, head_role
-from ihlib.model.head_ids import head_label, head_labels
+from ihlib.model.head_ids import head_label
 from ihlib.report.formatting import format_interval
 
 
@@ -70,11 +68,6 @@ SUBSPACE_CLAIM = "Claim 2 (common subspace)"
 def shuffle_claim(component: str, kind: str) -> str:
     """Claim 3's name for one component ("QK" or "OV") and the kind of heads whose weights are shuffled."""
     return f"Claim 3 ({component} of {kind} heads)"
-
-
-def projection_claim(component: str) -> str:
-    """Claim 4's name for one component ("QK" or "OV")."""
-    return f"Claim 4 ({component}: {_target_heads(component)})"
 
 
 LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
@@ -283,96 +276,3 @@ def _variance_line(sweep: ShuffleSweep) -> str:
         f"{values.max():.2f}; the mean of the {sweep.settings.n_exp} repetitions is {float(stats['mean']):.2f} ± "
         f"{half:.2f} (95%). One repetition, as in the seed, can land anywhere in that range."
     )
-
-
-def _projection_sentence(result: ProjectionResult, rank: int | None) -> str:
-    """One sentence on one projection run: where it decides, with errors and energies of every condition there."""
-    summary = result.summary
-    where = "keys (W_K)" if result.component == "QK" else "outputs (W_O)"
-    heads = f"the {len(result.heads)} heads' {where}"
-    if result.project_out:
-        action, success = f"Projecting it out of {heads}", "breaks copying (more than each head's own top directions)"
-    else:
-        action, success = f"Keeping only it in {heads}", "keeps copying intact"
-    shown = result.ranks.index(rank or result.ranks[-1])
-    numbers = ", ".join(
-        f"{s} error {format_interval(Interval.of(summary[s]['err'], shown))} "
-        f"({result.energy[s][shown]:.0%} of the energy "
-        f"{result.energy_word})"
-        for s in SUBSPACES
-    )
-    if rank is None:
-        return (
-            f"{action} never {success} at two consecutive ranks where a random subspace does the opposite, up to "
-            f"rank {result.ranks[-1]} (there: {numbers})."
-        )
-    unedited = format_interval(Interval.of(summary["common subspace"]["err"], 0))
-    return (
-        f"{action} first {success} at ranks {rank} and the next one swept, where a random subspace does the "
-        f"opposite (at rank {rank}: {numbers}; unedited {unedited})."
-    )
-
-
-def _target_heads(component: str) -> str:
-    """Name where a component's projection acts: IH keys or shifting-head outputs."""
-    return "keys of induction heads" if component == "QK" else "outputs of shifting heads"
-
-
-def _fitting(result: ProjectionResult) -> str:
-    """How the subspace was fitted, in words."""
-    if not result.cross_fit:
-        return f"in-sample from the {len(result.IH_proj)} IHs (circular where they are also edited)"
-    if not any(h in result.IH_proj for h in result.heads):
-        return f"fitted on all {len(result.IH_proj)} IHs, none of which is edited (nothing to cross-fit)"
-    fitted = "; ".join(
-        f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
-    )
-    return f"cross-fitted in {FOLDS} folds ({fitted})"
-
-
-def projection_verdict(
-    runs: dict[bool, ProjectionResult], judgement: ProjectionJudgement, *, tolerance: float
-) -> Verdict:
-    """Claim 4's verdict for one component in words; `runs` maps project_out (True, False) to the result."""
-    claim = projection_claim(judgement.component)
-    out = runs[True]
-    if out.untested or runs[False].untested:
-        return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}", caveat="not tested on this model.")
-    killed = (
-        f"Projecting out kills copying (mean error >= {KILLED}) from rank {judgement.killed}"
-        if judgement.killed is not None
-        else f"Projecting out never kills copying (mean error >= {KILLED})"
-    )
-    text = (
-        f"The common subspace: top right singular directions of stacked W_QK of IHs, {_fitting(out)}. "
-        + " ".join(_projection_sentence(runs[o], judgement.decisive[o]) for o in (True, False))
-        + f" {killed}; the error levels off at {judgement.plateau:.2f} over the upper half of the ranks."
-    )
-    details = [f"Not read: {ONE_REPETITION}"] if out.settings.n_exp < 2 else []
-    if judgement.why and out.settings.n_exp >= 2:
-        details.append(f"Capped at partly supported: {judgement.why}")
-    details += [
-        f"A change in top-1 error counts as breaking copying when its 95% interval lies above +{tolerance:.2f}, "
-        "as harmless when it lies below. Correction for scanning ranks: a rank decides only when the next swept "
-        f"rank decides too. {out.settings.n_exp} repetitions of {out.settings.batch_size} sequences."
-    ]
-    caveat = f"energy-matched by each head's own top directions; {'cross-fitted' if out.cross_fit else 'in-sample'}."
-    if judgement.killed is None:
-        caveat = f"copying is never killed (plateau {judgement.plateau:.2f}); " + caveat
-    return Verdict(claim, judgement.label, text, details, caveat=caveat)
-
-
-def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str, ProjectionJudgement]) -> Paragraph:
-    """A paragraph from the numbers: per edit, the errors of every condition at the largest rank, and the labels."""
-    parts = []
-    for result in results:
-        if result.untested:
-            parts.append(
-                f"{result.component} {'out' if result.project_out else 'keep'}: not tested ({result.untested})"
-            )
-            continue
-        errors = ", ".join(f"{s} {float(result.summary[s]['err']['mean'][-1]):.2f}" for s in SUBSPACES)
-        action = "project out" if result.project_out else "keep only"
-        parts.append(f"{result.component} {action}, rank {result.ranks[-1]}: error {errors}")
-    labels = ", ".join(f"{c}: **{j.label}**" for c, j in judgements.items())
-    return Paragraph("**What we see.** " + "; ".join(parts) + f". Verdicts: {labels}.")

@@ -14,15 +14,26 @@ import torch
 from conftest import random_gpt2
 
 from ihlib.claims.projection import (
+    SUBSPACES,
     ProjectionResult,
     common_subspace,
     decisive_rank,
-    edit_plan,
     head_energy,
     judge_projection,
     killed_rank,
     plateau,
     project,
+)
+from ihlib.claims.projection_controls import (
+    FITTINGS,
+    available_fittings,
+    edit_plan,
+    energy_matrix,
+    energy_share,
+    fitting_unavailable,
+    least_leakage,
+    matched_subspace,
+    overlap,
 )
 from ihlib.claims.shuffling import (
     ShuffleControls,
@@ -46,8 +57,9 @@ from ihlib.model.loading import transformer_of
 from ihlib.model.weights import head_weights, qk
 from ihlib.report.formatting import format_interval
 from ihlib.report.plots_experiments import plot_repetitions, plot_stack_energy
+from ihlib.report.projection_sentences import projection_verdict
 from ihlib.report.saving import save_result
-from ihlib.report.sentences import projection_verdict, shuffle_verdict
+from ihlib.report.sentences import shuffle_verdict
 from ihlib.report.tables import projection_table, repetition_table, selection_table, shuffle_table
 
 SEG, VOCAB, BATCH = 6, 97, 4
@@ -237,20 +249,69 @@ def test_cross_fitted_heads_are_never_edited_with_a_subspace_they_helped_fit(mod
     ]
     np.testing.assert_allclose(plan.groups[0][2].abs(), stacked_qk_svd(W, [[1, 2], [2, 3]])[1].abs(), atol=1e-12)
     lonely = project(model, W, [[1, 0]], [[1, 0]], settings=settings(n_exp=1), progress=False)
-    assert lonely.untested.startswith("only 1 IH spans the subspace") and lonely.probs == {}
+    assert "only 1 IH spans the subspace" in lonely.untested and lonely.probs == {}
 
 
-def test_own_top_directions_remove_at_least_the_common_subspace_energy_and_energy_equals_the_dense_norm(model):
+def test_leave_one_layer_out_never_edits_a_head_with_a_subspace_fitted_on_its_own_layer(model):
+    W = head_weights(model)
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
+    edited = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
+    plan = edit_plan(W, ih, edited, fitting="leave one layer out")
+    for heads, fitted, V in plan.groups:
+        assert {h[0] for h in heads}.isdisjoint({h[0] for h in fitted})
+        np.testing.assert_allclose(V.abs(), stacked_qk_svd(W, fitted)[1].abs(), atol=1e-12)
+    assert sorted(h for heads, _, _ in plan.groups for h in heads) == sorted(edited)
+    assert least_leakage(ih, edited) == "leave one layer out"
+    one_layer = [[1, 0], [1, 2], [1, 3]]
+    assert "no other layer to fit on" in fitting_unavailable(one_layer, one_layer, "leave one layer out")
+    assert least_leakage(one_layer, one_layer) == "alternate folds"
+    assert available_fittings(one_layer, [[0, 3]]) == list(FITTINGS)  # the edited head's layer holds no IH
+    with pytest.raises(IHLibError, match="leave one layer out cannot run here"):
+        edit_plan(W, one_layer, one_layer, fitting="leave one layer out")
+
+
+def test_energy_equals_the_dense_norm(model):
     W = head_weights(model)
     heads = [[1, 0], [2, 1]]
     P = subspace_projector(stacked_qk_svd(W, [[1, 2], [2, 3]])[1][:, :4], project_out=True)
     dense = [float(np.linalg.norm(qk(W.double(), *h).numpy() @ P.numpy(), "fro") ** 2) for h in heads]
     np.testing.assert_allclose(head_energy(W, heads, "QK", P).numpy(), dense, rtol=1e-10)
+    C = energy_matrix(W, heads[0], "QK")
+    V = stacked_qk_svd(W, [[1, 2], [2, 3]])[1][:, :4]
+    removed = 1.0 - float(head_energy(W, heads[:1], "QK", P)[0] / head_energy(W, heads[:1], "QK")[0])
+    assert energy_share(C, V) == pytest.approx(removed, rel=1e-10)
+
+
+@pytest.mark.parametrize("component", ["QK", "OV"])
+def test_the_matched_control_removes_the_common_subspace_energy_within_one_percent_at_every_rank(model, component):
+    """Per head and rank, and summed over heads in `project`: the same share, with overlap well below 1."""
+    W = head_weights(model)
     ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
-    result = project(model, W, ih, heads, max_rank=8, step=4, settings=settings(n_exp=2), progress=False)
-    removed = result.energy
-    assert all(o >= c - 1e-12 for o, c in zip(removed["own top directions"], removed["common subspace"], strict=True))
-    assert removed["own top directions"][-1] == pytest.approx(1.0)  # rank 8 = d_head: the whole head
+    heads = [[1, 0], [2, 1], [0, 3]]
+    plan = edit_plan(W, ih, heads, fitting="leave one layer out")
+    for head in heads:
+        C = energy_matrix(W, head, component)
+        for rank in range(1, 9):
+            V = plan.subspace_of(head)[:, :rank]
+            matched = matched_subspace(C, V, np.random.default_rng(rank))
+            assert matched.share == pytest.approx(energy_share(C, V), rel=0.01)
+            assert matched.target == pytest.approx(energy_share(C, V))
+            assert matched.overlap == pytest.approx(overlap(V, matched.U)) and matched.overlap < 0.9
+            torch.testing.assert_close(matched.U.T @ matched.U, torch.eye(rank, dtype=torch.float64))
+    options = dict(component=component, max_rank=8, step=2, settings=settings(n_exp=2), progress=False)
+    result = project(model, W, ih, heads, **options)
+    assert result.fitting == "leave one layer out"
+    for common, matched in zip(result.energy["common subspace"], result.energy["energy-matched"], strict=True):
+        assert matched == pytest.approx(common, rel=0.01, abs=1e-12)
+    assert all(o < 0.9 for o in result.overlap["energy-matched"][1:])
+
+
+def test_a_subspace_holding_all_of_a_heads_energy_makes_the_rank_not_informative(model):
+    W = head_weights(model)
+    C = energy_matrix(W, [1, 0], "QK")
+    whole = torch.linalg.eigh(C)[1].flip(-1)[:, :8]  # d_head = 8: the head's whole range
+    matched = matched_subspace(C, whole, np.random.default_rng(0))
+    assert matched.target == pytest.approx(1.0) and not matched.informative
 
 
 def test_projection_without_heads_is_not_tested_and_says_why(model):
@@ -525,12 +586,29 @@ def synthetic_projection(
     component: str, project_out: bool, common: list, random: list, own: list | None = None
 ) -> ProjectionResult:
     """A projection result over ranks 0, 4, 8, 12 (rank 0 = unedited), 4 repetitions."""
-    own = own if own is not None else [0.02] * len(RANKS)
-    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random, "own top directions": own})
+    own = own if own is not None else [0.02 if project_out else 0.9] * len(RANKS)
+    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random, "energy-matched": own})
     setting = CopyingSettings(n_exp=4, batch_size=2)
     heads, ih = [[1, 0], [1, 1]], [[1, 0], [1, 1], [1, 2]]
-    energy = {s: [0.0, 0.3, 0.5, 0.7] for s in ("common subspace", "random subspace", "own top directions")}
-    return ProjectionResult(component, project_out, ih, heads, RANKS, setting, probs, errs, energy, [], True)
+    energy = {s: [0.0, 0.3, 0.5, 0.7] for s in SUBSPACES}
+    overlaps = {s: [0.0, 0.2, 0.3, 0.4] for s in SUBSPACES}
+    return ProjectionResult(
+        component,
+        project_out,
+        ih,
+        heads,
+        RANKS,
+        setting,
+        probs,
+        errs,
+        energy,
+        [],
+        True,
+        None,
+        "alternate folds",
+        overlaps,
+        [[] for _ in RANKS],
+    )
 
 
 def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_matched_controls():
@@ -562,7 +640,9 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
     table = projection_table(runs[:4])
     assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 12"]
-    assert table.loc["OV: keep only in W_O", "energy kept: own top directions"] == pytest.approx(0.7)
+    assert table.loc["OV: keep only in W_O", "energy kept: energy-matched"] == pytest.approx(0.7)
+    assert verdict.key.comparison == "common subspace minus energy-matched control"
+    assert verdict.key.value.mean == pytest.approx(0.5 - 0.02)  # OV out at its decisive rank 4
     with pytest.raises(IHLibError, match="both a project-out and a keep-only run for QK"):
         judge_projection(runs[:1])
 
