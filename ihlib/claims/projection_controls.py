@@ -88,6 +88,14 @@ def available_fittings(IH_proj: list, heads: list) -> list[str]:
     return [f for f in FITTINGS if fitting_unavailable(IH_proj, heads, f) is None]
 
 
+def compared_fittings(IH_proj: list, heads: list, judged: str) -> list[str]:
+    """The schemes to report beside the `judged` one: the others that run and give a different plan (none when no
+    edited head is an IH, or nothing is edited: then every scheme fits on all IHs)."""
+    if not IH_proj or not any(h in IH_proj for h in heads):
+        return []
+    return [f for f in available_fittings(IH_proj, heads) if f != judged]
+
+
 def least_leakage(IH_proj: list, heads: list) -> str:
     """The cross-fitted scheme with the least leakage: leave one layer out where it exists, else alternate folds
     (which may itself be unable to run: `fitting_unavailable` says why)."""

@@ -68,7 +68,7 @@ def _uninformative_text(result: ProjectionResult) -> str:
     bad = [(r, heads) for r, heads in zip(result.ranks, result.uninformative, strict=True) if heads]
     if not bad:
         return ""
-    ranks = ", ".join(f"{r} ({head_labels(heads)})" for r, heads in bad)
+    ranks = ", ".join(f"{r} ({', '.join(head_labels(heads))})" for r, heads in bad)
     return (
         f" Not informative at rank(s) {ranks}: there the common subspace holds at least {ESSENTIALLY_ALL:.0%} of "
         "those heads' energy, so every energy-matched subspace removes their whole range too."
@@ -81,9 +81,11 @@ def _projection_sentence(result: ProjectionResult, rank: int | None, tolerance: 
     where = "keys (W_K)" if result.component == "QK" else "outputs (W_O)"
     heads = f"the {len(result.heads)} heads' {where}"
     if result.project_out:
-        action, success = f"Projecting it out of {heads}", "breaks copying, more than the energy-matched control"
+        action = f"Projecting it out of {heads}"
+        rule = "breaks copying while a random subspace leaves it intact, and breaks it more than the energy-matched control"
     else:
-        action, success = f"Keeping only it in {heads}", "keeps copying intact, better than the energy-matched control"
+        action = f"Keeping only it in {heads}"
+        rule = "keeps copying intact while a random subspace breaks it, and keeps it better than the energy-matched control"
     shown = judged_index(result, rank, tolerance)
     numbers = ", ".join(
         f"{s} error {format_interval(Interval.of(summary[s]['err'], shown))} "
@@ -95,13 +97,13 @@ def _projection_sentence(result: ProjectionResult, rank: int | None, tolerance: 
     at = f"rank {result.ranks[shown]}: {numbers}; gap common minus matched {gap}; {overlap}"
     if rank is None:
         return (
-            f"{action} never {success} and than a random subspace at two consecutive ranks up to rank "
-            f"{result.ranks[-1]} (at {at}).{_uninformative_text(result)}"
+            f"{action} never {rule} at two consecutive swept ranks up to rank {result.ranks[-1]} (at {at})."
+            f"{_uninformative_text(result)}"
         )
     unedited = format_interval(Interval.of(summary["common subspace"]["err"], 0))
     return (
-        f"{action} first {success}, where a random subspace does the opposite, at ranks {rank} and the next one "
-        f"swept (at {at}; unedited {unedited}).{_uninformative_text(result)}"
+        f"{action} first {rule} at ranks {rank} and the next one swept (at {at}; unedited {unedited})."
+        f"{_uninformative_text(result)}"
     )
 
 
@@ -112,7 +114,8 @@ def fitting_words(result: ProjectionResult) -> str:
     if not any(h in result.IH_proj for h in result.heads):
         return f"fitted on all {len(result.IH_proj)} IHs, none of which is edited (every scheme gives this plan)"
     fitted = "; ".join(
-        f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
+        f"{', '.join(head_labels(g['edited']))} edited with the subspace of {', '.join(head_labels(g['fitted_on']))}"
+        for g in result.plan
     )
     if result.fitting == "leave one layer out":
         return f"left one layer out: each edited head gets the subspace of the IHs of the other layers ({fitted})"
