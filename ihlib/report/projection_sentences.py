@@ -82,10 +82,16 @@ def _projection_sentence(result: ProjectionResult, rank: int | None, tolerance: 
     heads = f"the {len(result.heads)} heads' {where}"
     if result.project_out:
         action = f"Projecting it out of {heads}"
-        rule = "breaks copying while a random subspace leaves it intact, and breaks it more than the energy-matched control"
+        rule = (
+            "breaks copying while a random subspace leaves it intact, and breaks it more than the energy-matched "
+            "control"
+        )
     else:
         action = f"Keeping only it in {heads}"
-        rule = "keeps copying intact while a random subspace breaks it, and keeps it better than the energy-matched control"
+        rule = (
+            "keeps copying intact while a random subspace breaks it, and keeps it better than the energy-matched "
+            "control"
+        )
     shown = judged_index(result, rank, tolerance)
     numbers = ", ".join(
         f"{s} error {format_interval(Interval.of(summary[s]['err'], shown))} "
