@@ -7,15 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ihlib.claims.diagonal import DiagonalControls, DiagonalJudgement
+from ihlib.claims.shuffle_conditions import ALIKE
 from ihlib.claims.shuffling import (
     CONDITIONS,
     ControlledShuffleJudgement,
     ShuffleControls,
     ShuffleSweep,
     repetition_intact,
+    repetition_words,
 )
 from ihlib.claims.subspaces import JUDGED, PRIMARY_CONTROL, ControlsJudgement, SubspaceControls
-from ihlib.claims.verdicts import Verdict
+from ihlib.claims.verdicts import KeyNumber, Verdict
 from ihlib.core.circuits import STATISTICS
 from ihlib.core.copying import per_repetition
 from ihlib.core.stats import Effect, Interval, mean_ci, read_error_change
@@ -158,6 +160,9 @@ def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJud
     )
 
 
+SHUFFLE_SCOPE = "top-1 copying on repeated random tokens, weights exchanged between heads"
+
+
 def shuffle_verdict(
     controls: ShuffleControls,
     judgement: ControlledShuffleJudgement,
@@ -167,22 +172,36 @@ def shuffle_verdict(
     fraction: float,
     margin: float,
     tolerance: float,
+    model: str = "",
 ) -> Verdict:
-    """Claim 3's verdict for one component: every control's error change, the judged comparison, and the sweep's
-    redundancy, heads beyond the counting ones, and spread of single repetitions."""
+    """Claim 3's verdict for one component: every control's error change and P(correct), the judged comparison,
+    how alike the edited heads attend, distinct exchanges, and the sweep's redundancy, heads beyond the counting
+    ones, and spread of single repetitions."""
     component, kind, j = controls.component, controls.kind, judgement
     claim = shuffle_claim(component, kind)
     layers = ", ".join(map(str, controls.layers))
+    summary = controls.summary
     changes = "; ".join(
-        f"{c}: {format_interval(change, signed=True)}" for c, change in (j.changes or {}).items() if c != "original"
+        f"{c}: {format_interval(change, signed=True)} (P(correct) {format_interval(Interval.of(summary[c]['prob']))})"
+        for c, change in (j.changes or {}).items()
+        if c != "original"
     )
+    unedited = Interval.of(summary["original"]["prob"])
     text = (
         f"Editing the {component} of the {len(controls.heads)} {kind} heads (layer(s) {layers}) changes the top-1 "
-        f"copying error by: {changes}. A change breaks copying when its 95% interval lies above +{tolerance:.2f}, "
-        f"is harmless when it lies below. Reading: {j.why}"
+        f"copying error by: {changes} (unedited P(correct) {format_interval(unedited)}). A change breaks copying "
+        f"when its 95% interval lies above +{tolerance:.2f}, is harmless when it lies below, and is unclear "
+        f"otherwise. Reading: {j.why}"
     )
     details = [f"No '{c}' control on this model: {why}." for c, why in controls.absent.items()]
     details.append(f"Judged: '{j.test}' against '{j.reference}'." if j.test else "Nothing judged.")
+    details += [repetition_words(controls, c) for c in ("shuffle", "cross-layer shuffle") if c in controls.pairs]
+    if controls.distances:
+        alike = ", ".join(f"{pair} {d:.3f}" for pair, d in controls.distances.items())
+        details.append(
+            f"How alike the edited heads of one layer attend (mean total variation of their attention on the "
+            f"copying sequences; at most {ALIKE} counts as alike): {alike}."
+        )
     real = counting_heads(scores, kind, fraction=fraction, margin=margin)
     n_k = len(sweep.Ks)
     readings = {
@@ -194,23 +213,32 @@ def shuffle_verdict(
     if beyond:
         details.append(beyond)
     details.append(_variance_line(sweep))
-    where = "one layer, backed by a same-layer control" if len(controls.layers) == 1 else "heads in several layers"
+    where = "one layer" if len(controls.layers) == 1 else "heads in several layers"
     caveats = {
-        "not informative": f"could not fail here: {kind} heads in one layer with no same-layer control that breaks.",
+        "not informative": f"could not fail here ({where}): see the reading.",
         "not tested": "not tested on this model.",
     }
-    caveat = caveats.get(j.label, f"random tokens repeated; {where}.")
-    return Verdict(claim, j.label, text, details, caveat=caveat)
+    caveat = caveats.get(j.label, f"random tokens repeated; {where}; judged on the {j.test}.")
+    key = None
+    if j.test and j.changes:
+        key = KeyNumber("change in top-1 copying error", f"{j.test} minus original", j.changes[j.test])
+    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=SHUFFLE_SCOPE, key=key)
 
 
 def shuffle_what_we_see(results: list[ShuffleControls], judgements: dict[str, ControlledShuffleJudgement]) -> Paragraph:
-    """A paragraph from the numbers: per component, the shuffle against its controls and the label."""
+    """A paragraph from the numbers: per component, every condition's error and P(correct), and the label."""
     parts = []
     for result in results:
         j = judgements[result.component]
-        errors = ", ".join(f"{c} {format_interval(Interval.of(result.summary[c]['err']))}" for c in result.summary)
+        errors = ", ".join(
+            f"{c} {format_interval(Interval.of(result.summary[c]['err']))} "
+            f"(P(correct) {format_interval(Interval.of(result.summary[c]['prob']))})"
+            for c in result.summary
+        )
         layers = ", ".join(map(str, result.layers))
-        parts.append(f"{result.component} ({result.kind} heads, layer(s) {layers}): error {errors}; **{j.label}**")
+        parts.append(
+            f"{result.component} ({result.kind} heads, layer(s) {layers}): top-1 error {errors}; **{j.label}**"
+        )
     return Paragraph("**What we see.** " + ". ".join(parts) + ".")
 
 

@@ -35,11 +35,13 @@ from ihlib.claims.projection_controls import (
     matched_subspace,
     overlap,
 )
+from ihlib.claims.shuffle_conditions import ALIKE
 from ihlib.claims.shuffling import (
     ShuffleControls,
     ShuffleSweep,
     intact_heads,
     judge_shuffle_controls,
+    repetition_words,
     shuffle,
     shuffle_controls,
     shuffle_sweep,
@@ -466,69 +468,71 @@ def synthetic_sweep(component: str, heads: list, shuffle: list, random: list, Ks
     return ShuffleSweep(component, heads, Ks, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs)
 
 
-def synthetic_controls(component: str, heads: list, others: list, means: dict, absent: dict) -> ShuffleControls:
-    """Shuffle controls over 4 repetitions with errors `means[condition] + (-0.01, 0, 0.01, 0)`."""
+def synthetic_controls(
+    component: str, heads: list, others: list, means: dict, absent: dict, distance: float = 0.5
+) -> ShuffleControls:
+    """Shuffle controls over 4 repetitions with errors `means[condition] + (-0.01, 0, 0.01, 0)`; every pair of
+    edited heads of one layer at attention distance `distance`."""
     probs, errs = synthetic_arrays({c: [m] for c, m in means.items()})
     probs, errs = {c: v[0] for c, v in probs.items()}, {c: v[0] for c, v in errs.items()}
     pairs = {c: [[]] * 4 for c in means if c != "original"}
-    return ShuffleControls(component, heads, others, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs, absent)
+    distances = {f"{a}-{b}": distance for i, a in enumerate(heads) for b in heads[i + 1 :] if a[0] == b[0]}
+    setting = CopyingSettings(n_exp=4, batch_size=2)
+    return ShuffleControls(component, heads, others, setting, probs, errs, pairs, absent, distances)
 
 
 ONE_LAYER, TWO_LAYERS = [[1, 0], [1, 1], [1, 2]], [[1, 0], [2, 1], [1, 2], [2, 3]]
 NO_CROSS = {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
 
 
+@pytest.mark.parametrize("component", ["QK", "OV"])
 @pytest.mark.parametrize(
-    "heads, means, absent, label",
+    "heads, means, absent, distance, label, reason",
     [
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9},
-            NO_CROSS,
-            "not informative",
-        ),
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "random heads": 0.9},
-            NO_CROSS | {"other heads of these layers, shuffled": "none"},
-            "not informative",
-        ),
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.7, "random heads of these layers": 0.9},
-            NO_CROSS,
-            "supported",
-        ),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.9}, NO_CROSS, 0.02, "not informative", "attend alike"),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.9}, NO_CROSS, 0.5, "supported", "harmless"),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.12}, NO_CROSS, 0.5, "not informative", "unclear"),
+        (ONE_LAYER, {"shuffle": 0.12, "random heads": 0.9}, NO_CROSS, 0.5, "partly supported", "unclear"),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.9},
             {},
+            0.02,
             "supported",
+            "harmless",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.4, "random heads of these layers": 0.9},
             {},
+            0.5,
             "partly supported",
+            "hurt more",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.85, "random heads of these layers": 0.9},
             {},
+            0.5,
             "not supported",
+            "not clearly more",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.05},
             {},
+            0.5,
             "not informative",
+            "harmless: its interval lies below",
         ),
     ],
 )
-def test_shuffle_is_judged_only_from_a_test_that_could_fail(heads, means, absent, label):
-    """One layer needs a same-layer shuffle of other heads that breaks; across layers the cross-layer shuffle counts."""
-    controls = synthetic_controls("QK", heads, [[1, 3], [2, 0]], {"original": 0.02} | means, absent)
-    assert judge_shuffle_controls(controls).label == label
+def test_shuffle_is_judged_only_from_a_test_that_could_fail(heads, means, absent, distance, label, reason, component):
+    """One rule for QK and OV: a same-layer shuffle of heads that attend alike cannot fail; across layers the
+    cross-layer shuffle counts on its own result; "unclear" is never read as harmless."""
+    controls = synthetic_controls(component, heads, [[1, 3], [2, 0]], {"original": 0.02} | means, absent, distance)
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == label and reason in judgement.why
 
 
 def test_identical_same_layer_heads_give_not_informative(model):
@@ -540,14 +544,44 @@ def test_identical_same_layer_heads_give_not_informative(model):
         for part in range(3):
             block = attn.c_attn.weight[:, part * twin.config.n_embd : (part + 1) * twin.config.n_embd]
             block.copy_(block[:, :d_head].repeat(1, twin.config.n_head))
+            bias = attn.c_attn.bias[part * twin.config.n_embd : (part + 1) * twin.config.n_embd]
+            bias.copy_(bias[:d_head].repeat(twin.config.n_head))
         attn.c_proj.weight.copy_(attn.c_proj.weight[:d_head].repeat(twin.config.n_head, 1))
     settings = CopyingSettings(seg_len=8, rep=3, batch_size=4, n_exp=3, vocab_size=50)
     controls = shuffle_controls(twin, [[1, 0], [1, 1]], component="QK", exclude=[], settings=settings, progress=False)
     assert controls.absent == {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
     for condition in ("shuffle", "other heads of these layers, shuffled"):
         np.testing.assert_array_equal(controls.errs[condition], controls.errs["original"])
+    assert controls.distances == {"L1H0-L1H1": pytest.approx(0.0, abs=1e-6)}
     judgement = judge_shuffle_controls(controls)
-    assert judgement.label == "not informative" and "share layer 1" in judgement.why
+    assert judgement.label == "not informative" and "share layer 1 and attend alike" in judgement.why
+    assert controls.distinct["shuffle"] == 1  # one derangement of 2 heads: 3 repetitions, one experiment
+    assert "repeat one experiment" in repetition_words(controls, "shuffle")
+
+
+def test_near_identical_heads_attend_alike_and_make_the_shuffle_not_informative_for_that_reason(model):
+    """Two heads of one layer whose weights differ by 1e-3 noise: their attention differs by far less than ALIKE,
+    so the shuffle among them is "not informative" because they attend alike, whatever the other controls read."""
+    twin = copy.deepcopy(model)
+    attn = transformer_of(twin).h[1].attn
+    d_model, d_head = twin.config.n_embd, twin.config.n_embd // twin.config.n_head
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for part in range(3):
+            block = attn.c_attn.weight[:, part * d_model : (part + 1) * d_model]
+            block[:, d_head : 2 * d_head] = block[:, :d_head] + 1e-3 * torch.randn(d_model, d_head, generator=noise)
+            bias = attn.c_attn.bias[part * d_model : (part + 1) * d_model]
+            bias[d_head : 2 * d_head] = bias[:d_head]
+        attn.c_proj.weight[d_head : 2 * d_head] = attn.c_proj.weight[:d_head]
+    settings = CopyingSettings(seg_len=8, rep=3, batch_size=4, n_exp=3, vocab_size=50)
+    controls = shuffle_controls(twin, [[1, 0], [1, 1]], component="OV", exclude=[], settings=settings, progress=False)
+    distance = controls.distances["L1H0-L1H1"]
+    assert 0 < distance < ALIKE / 10
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == "not informative" and "attend alike" in judgement.why
+    assert f"{distance:.3f}" in judgement.why
+    apart = shuffle_controls(model, [[1, 0], [1, 1]], component="OV", exclude=[], settings=settings, progress=False)
+    assert apart.distances["L1H0-L1H1"] > distance
 
 
 def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
@@ -563,7 +597,7 @@ def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
 def test_shuffle_verdict_names_controls_redundancy_the_heads_beyond_and_the_spread(ranked_scores, tmp_path):
     sweep = synthetic_sweep("QK", ranked_scores.IH_list, [0.02, 0.02, 0.6], [0.05, 0.9, 0.9], [2, 3, 4])
     means = {"original": 0.02, "shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9}
-    controls = synthetic_controls("QK", ranked_scores.IH_list[:3], [[1, 3]], means, NO_CROSS)
+    controls = synthetic_controls("QK", ranked_scores.IH_list[:3], [[1, 3]], means, NO_CROSS, distance=0.05)
     judgement = judge_shuffle_controls(controls)
     verdict = shuffle_verdict(controls, judgement, sweep, ranked_scores, fraction=0.5, margin=0.1, tolerance=0.1)
     text = " ".join(verdict.details)
