@@ -75,8 +75,38 @@ def shuffle_claim(component: str, kind: str) -> str:
 LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
 
 
-def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
-    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, and absent controls."""
+WEIGHT_SCOPE = "direct weight path (W_qk, W_ov; no layer norm, no biases)"
+SECONDARY = ("k_composition", "token_wins")  # claim 1's other statistics, reported beside the judged z-score
+
+
+def effect_key(effect: Effect, measures: str) -> KeyNumber:
+    """A claim's key number from one effect: listed minus control pair means with the head-resampled interval."""
+    comparison = f"listed pairs minus {effect.control} pairs"
+    return KeyNumber(measures, comparison, Interval(effect.difference, effect.low, effect.high))
+
+
+def _secondary_lines(result: DiagonalControls | None) -> list[str]:
+    """Claim 1's secondary statistics (K-composition, token-basis rate): how many controls each clears, and its
+    effect over random composable pairs; reported, not judged."""
+    lines = []
+    for stat in SECONDARY:
+        effects = result.effects.get(stat, {}) if result is not None else {}
+        if not effects:
+            continue
+        clear = [name for name, e in effects.items() if e.clear]
+        against = "; ".join(f"vs {name}: {effect_text(e)}" for name, e in effects.items())
+        lines.append(
+            f"Secondary (reported, not judged), {STATISTICS[stat]}: clears {len(clear)} of {len(effects)} "
+            f"controls ({', '.join(clear) or 'none'}); {against}."
+        )
+    return lines
+
+
+def diagonal_verdict(
+    judgement: DiagonalJudgement, *, secondary: DiagonalControls | None = None, model: str = ""
+) -> Verdict:
+    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, absent controls, and,
+    from `secondary` (the chapter's `DiagonalControls`), the K-composition and token-basis statistics beside it."""
     claim = DIAGONAL_CLAIM
     j = judgement
     if j.n_pairs == 0 or not j.effects:
@@ -85,14 +115,19 @@ def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
             if j.n_pairs == 0
             else ("there is no random composable pair of unlisted heads to compare with")
         )
-        return Verdict(claim, "not tested", f"Nothing to compare: {why}.", caveat="not tested on this model")
+        text = f"Nothing to compare: {why}."
+        return Verdict(claim, "not tested", text, caveat="not tested on this model", model=model, scope=WEIGHT_SCOPE)
     clear = [name for name, e in j.effects.items() if e.clear]
     text = (
-        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score that clears {len(clear)} of the "
-        f"{len(j.effects)} controls that exist here ({', '.join(clear) or 'none'}); mean difference and 95% interval, "
-        f"{LARGE_RULE}:"
+        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score (the seed's statistic, the one "
+        f"judged) that clears {len(clear)} of the {len(j.effects)} controls that exist here "
+        f"({', '.join(clear) or 'none'}); mean difference and 95% interval, {LARGE_RULE}:"
     )
-    return Verdict(claim, j.label, text, _effect_lines(j.effects, j.absent), caveat=_weight_caveat(j.absent))
+    details = _effect_lines(j.effects, j.absent) + _secondary_lines(secondary)
+    primary = j.effects.get("random composable") or next(iter(j.effects.values()))
+    key = effect_key(primary, STATISTICS[j.statistic])
+    caveat = _weight_caveat(j.absent)
+    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
 
 
 def _weight_caveat(absent: dict[str, str]) -> str:
@@ -127,19 +162,48 @@ def diagonal_what_we_see(result: DiagonalControls, judgement: DiagonalJudgement)
     )
 
 
-def matching_verdict(judgement: ControlsJudgement) -> Verdict:
-    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control."""
+def _rank_lines(results: list[SubspaceControls]) -> list[str]:
+    """Per judged comparison and rank, how many controls the rank's "mean" score clears, and which."""
+    lines = []
+    for result in results:
+        if result.mode == "SH x SH":
+            continue
+        parts, cleared = [], []
+        for r in result.ranks:
+            effects = result.effects.get(f"mean@{r}", {})
+            clear = [name for name, e in effects.items() if e.clear]
+            cleared.append(bool(clear))
+            parts.append(f"r = {r}: clears {len(clear)} of {len(effects)} ({', '.join(clear) or 'none'})")
+        line = f"{result.mode} per rank (reported beside the rank average): " + "; ".join(parts) + "."
+        if result.ranks and not cleared[0]:
+            line += f" At the smallest rank compared, r = {result.ranks[0]}, the {result.mode} match clears no control."
+        lines.append(line)
+    return lines
+
+
+def matching_verdict(
+    judgement: ControlsJudgement, *, per_rank: list[SubspaceControls] = (), model: str = ""
+) -> Verdict:
+    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control, and, from
+    `per_rank` (the chapter's `SubspaceControls`), how each rank fares on its own."""
     lines = []
     for mode, effects in judgement.effects.items():
         judged = "" if mode != "SH x SH" else " (reported, not judged)"
         lines.append(f"{mode}{judged}: {judgement.labels[mode]}.")
         lines += [f"{mode}: {line}" for line in _effect_lines(effects, judgement.absent[mode])]
+    lines += _rank_lines(list(per_rank))
     text = (
         f"Judged on one number per pair, the {JUDGED} (correlated settings count once), in IH x SH and IH x IH; "
         f"{LARGE_RULE}:"
     )
     absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
-    return Verdict(SUBSPACE_CLAIM, judgement.label, text, lines, caveat=_weight_caveat(absent))
+    mode = "IH x SH" if "IH x SH" in judgement.effects else next(iter(judgement.effects), None)
+    effects = judgement.effects.get(mode, {}) if mode else {}
+    primary = effects.get(PRIMARY_CONTROL[mode]) if mode else None
+    key = effect_key(primary, f"subspace match ({JUDGED}), {mode}") if primary else None
+    caveat = _weight_caveat(absent)
+    label = judgement.label
+    return Verdict(SUBSPACE_CLAIM, label, text, lines, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
 
 
 def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
