@@ -18,7 +18,9 @@ from ihlib.heads.scoring import HeadScores, ScoreSetting
 from ihlib.heads.selection import count_threshold
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import HEAD_KINDS, head_label
+from ihlib.report.model_facts import curriculum_note, training_record
 from ihlib.report.seed_gpt2 import SEED_GPT2_TOP
+from ihlib.report.sentences import Paragraph
 
 MODEL_RECORD = "model.json"  # written by the book runner in each model's results folder
 SCORES_CHAPTER = "00_finding_heads"
@@ -74,6 +76,32 @@ def collect_models(results_dir: str | Path, models_dir: str | Path, chapters: li
     """The site's model (`results_dir`) first, then every model under `models_dir/<label>/results`, by label."""
     others = sorted(Path(models_dir).glob("*/results")) if Path(models_dir).is_dir() else []
     return [model_results(results_dir, chapters), *[model_results(folder, chapters) for folder in others]]
+
+
+GPT2_NOT_RUN = (
+    "GPT-2 was not run here: the machines that built this book cannot reach the Hugging Face hub, so no verdict on "
+    "these pages is GPT-2's. Where the hub (or a local copy) is reachable, `python -m ihlib.book --model gpt2` runs "
+    "every chapter on GPT-2, and `python -m ihlib.book --models gpt2` adds it as a column of the across-models page."
+)
+
+
+def judged_on(models: list[ModelResults]) -> Paragraph:
+    """Which models the verdicts were judged on (the book's model first), that GPT-2 was not run, and, once, the
+    curriculum caveat of every model whose training record holds one."""
+    names = [
+        f"**{m.label}**" + (" (the book's model, the pages before this one)" if i == 0 else "")
+        for i, m in enumerate(models)
+    ]
+    notes = []
+    for m in models:
+        record = training_record(m.model_name)
+        note = curriculum_note(record) if record else ""
+        if note:
+            notes.append(f"*Caveat on {m.label}: {note}.*")
+    return Paragraph(
+        f"Verdicts judged on: {', '.join(names)}; every verdict names its model. {GPT2_NOT_RUN}"
+        + "".join(f"\n\n{note}" for note in notes)
+    )
 
 
 def layer_counts(scores: HeadScores) -> list[dict[str, int]]:

@@ -18,6 +18,7 @@ from ihlib.report.across_models import (
     collect_models,
     differing_claims,
     heads_table,
+    judged_on,
     layer_counts,
     top_heads_table,
     verdicts_table,
@@ -165,3 +166,14 @@ def test_tables_show_no_pandas_index_and_the_record_is_json(build):
 def test_a_missing_results_folder_is_named(tmp_path):
     with pytest.raises(IHLibError, match="does not exist: run the book first"):
         collect_models(tmp_path / "nothing", tmp_path / "models", CHAPTERS)
+
+
+def test_the_pages_name_the_models_say_gpt2_was_not_run_and_state_the_curriculum_caveat_once(tmp_path):
+    """The default embedded model's training record holds a curriculum; the copy model's does not."""
+    write_model(tmp_path / "results", "ihlib-language", {})
+    (tmp_path / "results" / "model.json").write_text(json.dumps({"label": "ihlib-language", "model_name": None}))
+    write_model(tmp_path / "models" / "ihlib-copy" / "results", "ihlib-copy", {})
+    text = judged_on(collect_models(tmp_path / "results", tmp_path / "models", CHAPTERS)).text
+    assert "**ihlib-language** (the book's model" in text and "**ihlib-copy**" in text
+    assert "GPT-2 was not run here" in text and "python -m ihlib.book --model gpt2" in text
+    assert text.count("training curriculum") == 1 and "Caveat on ihlib-language" in text
