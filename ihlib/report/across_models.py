@@ -225,6 +225,19 @@ def verdicts_table(models: list[ModelResults]) -> Styler:
     return _styled(pd.DataFrame(rows, columns=["chapter", "claim", *per_model]))
 
 
+def verdict_lines(m: ModelResults) -> list[str]:
+    """One Markdown bullet per verdict of one model, from its structured fields (the README's summary is this):
+    "claim (scope): **label**; key number: what it measures (comparison) value [low, high]"."""
+    lines = []
+    for chapter in m.verdicts.chapters:
+        if chapter in m.verdicts.failed:
+            lines.append(f"- {chapter}: **failed** (no verdict)")
+        for v in m.verdicts.verdicts.get(chapter, []):
+            key = f"; {v.key.measures} ({v.key.comparison}): {v.key.formatted()}" if v.key else ""
+            lines.append(f"- {v.claim}: **{v.verdict}** on {v.model or m.label}{key}")
+    return lines
+
+
 def across_record(models: list[ModelResults]) -> dict:
     """JSON-friendly summary saved beside the page: per model, its head counts per layer and the verdict cells."""
     return {

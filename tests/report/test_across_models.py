@@ -21,6 +21,7 @@ from ihlib.report.across_models import (
     judged_on,
     layer_counts,
     top_heads_table,
+    verdict_lines,
     verdicts_table,
 )
 from ihlib.report.saving import save_result
@@ -177,3 +178,10 @@ def test_the_pages_name_the_models_say_gpt2_was_not_run_and_state_the_curriculum
     assert "**ihlib-language** (the book's model" in text and "**ihlib-copy**" in text
     assert "GPT-2 was not run here" in text and "python -m ihlib.book --model gpt2" in text
     assert text.count("training curriculum") == 1 and "Caveat on ihlib-language" in text
+
+
+def test_the_readme_summary_lines_carry_the_structured_key_numbers(build):
+    models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
+    lines = verdict_lines(models[0])
+    assert lines[0] == ("- Claim 1: **supported** on m; error change (shuffle minus original): +0.55 [+0.43, +0.68]")
+    assert verdict_lines(models[1])[-1] == "- 03_shuffling: **failed** (no verdict)"
