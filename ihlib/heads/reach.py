@@ -45,6 +45,12 @@ class LookBack:
         """The reach every head has: the smallest of their reaches."""
         return min(self.reach(i) for i in range(len(self.heads)))
 
+    @property
+    def farthest(self) -> tuple[list[int], int]:
+        """The head that looks back farthest and its reach: beyond it no head looks back without a break."""
+        i = max(range(len(self.heads)), key=self.reach)
+        return self.heads[i], self.reach(i)
+
     def summary(self) -> list[str]:
         """Per head: "L0H0 looks back up to position 49 (again at 61, 62)"."""
         lines = []

@@ -18,6 +18,8 @@ def test_reach_is_the_end_of_the_first_run_and_later_returns_are_listed():
     result = reach_of([0.9, 0.8, 0.7, 0.2, 0.1, 0.9, 0.95, 0.3])
     assert result.reach(0) == 3 and result.returns(0) == [6, 7]
     assert reach_of([0.9] * 8).reach(0) == 8 and reach_of([0.1, 0.9]).reach(0) == 0
+    two = LookBack([[0, 0], [0, 1]], np.array([[np.nan, 0.9, 0.9, 0.1], [np.nan, 0.9, 0.1, 0.1]]), 2, 2, 1)
+    assert two.farthest == ([0, 0], 2) and two.common_reach == 1
 
 
 def test_the_copying_sentence_says_which_positions_lie_beyond_the_reach():
