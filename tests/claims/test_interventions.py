@@ -62,7 +62,7 @@ from ihlib.report.plots_experiments import plot_repetitions, plot_stack_energy
 from ihlib.report.projection_sentences import projection_verdict
 from ihlib.report.saving import save_result
 from ihlib.report.sentences import shuffle_verdict
-from ihlib.report.tables import projection_table, repetition_table, selection_table, shuffle_table
+from ihlib.report.tables import fitting_table, projection_table, repetition_table, selection_table, shuffle_table
 
 SEG, VOCAB, BATCH = 6, 97, 4
 HEADS = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
@@ -672,6 +672,8 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     assert capped["OV"].label == "partly supported" and "never kills copying" in capped["OV"].why
     verdict = projection_verdict({True: runs[2], False: runs[3]}, judgements["OV"], tolerance=0.1)
     assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
+    side_by_side = fitting_table(runs[:4])
+    assert len(side_by_side) == 4 * 3 and side_by_side["overlap"].max() == pytest.approx(0.4)
     table = projection_table(runs[:4])
     assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 12"]
     assert table.loc["OV: keep only in W_O", "energy kept: energy-matched"] == pytest.approx(0.7)
