@@ -191,10 +191,13 @@ def matching_verdict(
         judged = "" if mode != "SH x SH" else " (reported, not judged)"
         lines.append(f"{mode}{judged}: {judgement.labels[mode]}.")
         lines += [f"{mode}: {line}" for line in _effect_lines(effects, judgement.absent[mode])]
-    lines += _rank_lines(list(per_rank))
+    ranked = _rank_lines(list(per_rank))
+    lines += ranked
+    weak = [line.rsplit(". At the smallest rank compared, ", 1)[1] for line in ranked if "clears no control" in line]
+    rank_note = f" Rank by rank, not only on average: at {'; at '.join(weak)}" if weak else ""
     text = (
         f"Judged on one number per pair, the {JUDGED} (correlated settings count once), in IH x SH and IH x IH; "
-        f"{LARGE_RULE}:"
+        f"{LARGE_RULE}.{rank_note} Each comparison against each control:"
     )
     absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
     mode = "IH x SH" if "IH x SH" in judgement.effects else next(iter(judgement.effects), None)
