@@ -286,6 +286,8 @@ def shuffle_verdict(
         "not tested": "not tested on this model.",
     }
     caveat = caveats.get(j.label, f"random tokens repeated; {where}; judged on the {j.test}.")
+    if j.test and controls.distinct.get(j.test) == 1 and controls.settings.n_exp > 1:
+        caveat += f" The {controls.settings.n_exp} repetitions of the {j.test} all use one and the same exchange."
     key = None
     if j.test and j.changes:
         key = KeyNumber("change in top-1 copying error", f"{j.test} minus original", j.changes[j.test])
