@@ -126,7 +126,10 @@ def fitting_words(result: ProjectionResult) -> str:
     if result.fitting == "leave one layer out":
         return f"left one layer out: each edited head gets the subspace of the IHs of the other layers ({fitted})"
     shared = [
-        head_labels(g["edited"]) for g in result.plan if {h[0] for h in g["edited"]} & {h[0] for h in g["fitted_on"]}
+        label
+        for g in result.plan
+        if {h[0] for h in g["edited"]} & {h[0] for h in g["fitted_on"]}
+        for label in head_labels(g["edited"])
     ]
     leak = (
         f"; this leaks through same-layer siblings: {', '.join(shared)} got a subspace fitted on IHs of their own "

@@ -59,7 +59,7 @@ from ihlib.model.loading import transformer_of
 from ihlib.model.weights import head_weights, qk
 from ihlib.report.formatting import format_interval
 from ihlib.report.plots_experiments import plot_repetitions, plot_stack_energy
-from ihlib.report.projection_sentences import projection_verdict
+from ihlib.report.projection_sentences import fitting_words, projection_verdict
 from ihlib.report.saving import save_result
 from ihlib.report.sentences import shuffle_verdict
 from ihlib.report.tables import fitting_table, projection_table, repetition_table, selection_table, shuffle_table
@@ -672,6 +672,12 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     assert capped["OV"].label == "partly supported" and "never kills copying" in capped["OV"].why
     verdict = projection_verdict({True: runs[2], False: runs[3]}, judgements["OV"], tolerance=0.1)
     assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
+    plan = [{"edited": [[1, 0]], "fitted_on": [[1, 1], [1, 2]]}, {"edited": [[1, 1]], "fitted_on": [[1, 0]]}]
+    leaky = replace(runs[0], plan=plan)
+    words = fitting_words(leaky)
+    assert words.startswith("cross-fitted in 2 alternate folds (L1H0 edited with the subspace of L1H1, L1H2;")
+    assert words.endswith("leaks through same-layer siblings: L1H0, L1H1 got a subspace fitted on IHs of their own layer, "
+                          "which read the same residual")
     side_by_side = fitting_table(runs[:4])
     assert len(side_by_side) == 4 * 3 and side_by_side["overlap"].max() == pytest.approx(0.4)
     table = projection_table(runs[:4])
