@@ -676,8 +676,8 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     leaky = replace(runs[0], plan=plan)
     words = fitting_words(leaky)
     assert words.startswith("cross-fitted in 2 alternate folds (L1H0 edited with the subspace of L1H1, L1H2;")
-    assert words.endswith("leaks through same-layer siblings: L1H0, L1H1 got a subspace fitted on IHs of their own layer, "
-                          "which read the same residual")
+    leak = "leaks through same-layer siblings: L1H0, L1H1 got a subspace fitted on IHs of their own layer"
+    assert words.endswith(leak + ", which read the same residual")
     side_by_side = fitting_table(runs[:4])
     assert len(side_by_side) == 4 * 3 and side_by_side["overlap"].max() == pytest.approx(0.4)
     table = projection_table(runs[:4])
