@@ -371,7 +371,8 @@ READINGS = {
 def reading_words(change: Interval, tolerance: float) -> str:
     """An error change and its reading in words: "+0.10 [+0.06, +0.14] (unclear: its interval straddles +0.10 ...)"."""
     reading = READINGS[read_error_change(change, tolerance)].format(t=tolerance)
-    return f"{change.mean + 0.0:+.2f} [{change.low + 0.0:+.2f}, {change.high + 0.0:+.2f}] ({reading})"
+    mean, low, high = (round(x, 2) + 0.0 for x in (change.mean, change.low, change.high))
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] ({reading})"
 
 
 def alike_reason(result: ShuffleControls) -> str | None:
@@ -416,7 +417,7 @@ def judge_shuffle_controls(result: ShuffleControls, *, tolerance: float = 0.1) -
         why = f"{reference_words}, so the test cannot tell a harmless shuffle from a harmful one; {test_words}."
         return ControlledShuffleJudgement("not informative", why, **numbers)
     gap = Interval.of(mean_ci(per_repetition(result.errs[reference] - result.errs[test])))
-    gap_words = f"paired gap {gap.mean + 0.0:+.2f} [{gap.low + 0.0:+.2f}, {gap.high + 0.0:+.2f}]"
+    gap_words = f"paired gap {reading_words(gap, tolerance).split(' (')[0]}"
     if read_error_change(changes[test], tolerance) == "intact":
         return ControlledShuffleJudgement("supported", f"{test_words}, while {reference_words}.", **numbers, gap=gap)
     if gap.low > tolerance:

@@ -26,10 +26,10 @@ class KeyNumber:
 
     def formatted(self) -> str:
         """The value as "+0.55 [+0.43, +0.68]" (signed, two decimals; "(no interval)" without bounds)."""
-        mean, low, high = self.value.mean, self.value.low, self.value.high
+        mean, low, high = (round(x, 2) + 0.0 for x in (self.value.mean, self.value.low, self.value.high))
         if math.isnan(low) or math.isnan(high):
-            return f"{mean + 0.0:+.2f} (no interval)"
-        return f"{mean + 0.0:+.2f} [{low + 0.0:+.2f}, {high + 0.0:+.2f}]"
+            return f"{mean:+.2f} (no interval)"
+        return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
     def record(self) -> dict:
         """JSON-friendly form (the interval as `{mean, low, high}`)."""

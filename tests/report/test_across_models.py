@@ -185,3 +185,9 @@ def test_the_readme_summary_lines_carry_the_structured_key_numbers(build):
     lines = verdict_lines(models[0])
     assert lines[0] == ("- Claim 1: **supported** on m; error change (shuffle minus original): +0.55 [+0.43, +0.68]")
     assert verdict_lines(models[1])[-1] == "- 03_shuffling: **failed** (no verdict)"
+
+
+def test_a_key_number_that_rounds_to_zero_prints_without_a_minus_sign():
+    key = KeyNumber("error change", "shuffle minus original", Interval(-0.0004, -0.0021, 0.0013))
+    assert key.formatted() == "+0.00 [+0.00, +0.00]"
+    assert KeyNumber("m", "c", Interval(0.5, float("nan"), float("nan"))).formatted() == "+0.50 (no interval)"
