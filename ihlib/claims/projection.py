@@ -3,39 +3,45 @@
 The common subspace: top right singular vectors `V_r` of the vertical stack of `W_qk` over IHs; `P = V_r V_r^T`.
 QK edit: `W_k <- (I - P) W_k` (out) or `P W_k` (keep only); OV edit: the same on `W_o`.
 
-Cross-fitted by default: the IHs of `IH_proj` are split into two folds (alternately down the ranking); an
-edited head that is one of them gets the subspace of the other fold, so no head is edited with a subspace it
-helped to fit; edited heads outside `IH_proj` get the subspace of all of `IH_proj`. Fewer than 2 IHs: nothing to
-cross-fit with, the edit is "not tested" (or pass `cross_fit=False` for the circular in-sample subspace).
+Fitting schemes (`projection_controls`): in-sample, alternate folds, leave one layer out; by default the one with
+the least leakage that exists for the heads edited. Fewer than 2 IHs and no other layer: the edit is "not tested".
 
-Controls at every rank r: a fresh random subspace of rank r in each repetition, and an energy-matched one,
-each edited head's own top-r directions (right singular vectors of its `W_qk` for QK, left singular vectors of
-its `W_ov` for OV), which remove at least as much of each head's squared Frobenius norm as any rank-r subspace.
+Controls at every rank r: a fresh random subspace of rank r in each repetition, and an energy-matched one
+(`projection_controls.matched_subspace`): per edited head, a subspace that is not the treatment's but holds the
+same share of that head's `||W_qk||_F^2` (QK) or `||W_ov||_F^2` (OV) as the treatment's subspace for that head.
+A rank where some head's treatment subspace holds essentially all its energy is not informative for that head.
 """
 
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ihlib.claims.projection_controls import (
+    EditPlan,
+    edit_plan,
+    energy_matrix,
+    fitting_unavailable,
+    least_leakage,
+    matched_subspace,
+    overlap,
+)
 from ihlib.core.copying import CopyingSettings, condition_summary, per_repetition, pred_probs
 from ihlib.core.edits import check_component, model_heads, projection_edit
-from ihlib.core.factored import head_subspaces, random_orthonormal, stacked_qk_svd, subspace_projector
+from ihlib.core.factored import random_orthonormal, stacked_qk_svd, subspace_projector
 from ihlib.core.stats import Interval, mean_ci, read_error_change
 from ihlib.model.errors import IHLibError, ParameterError
 from ihlib.model.loading import AnyGPT2
 from ihlib.model.validation import integer
 from ihlib.model.weights import K, O, Q, V, check_w_all
 
-SUBSPACES = ("common subspace", "random subspace", "own top directions")
+SUBSPACES = ("common subspace", "random subspace", "energy-matched")
 DEFAULT_SETTINGS = CopyingSettings(n_exp=5)
 KILLED = 0.9  # copying counts as killed when the mean top-1 error reaches this
-FOLDS = 2
-OWN_SIDE = {"QK": "key", "OV": "output"}
 
 
 def common_subspace(W_all: torch.Tensor, heads: list, rank: int) -> torch.Tensor:
@@ -43,46 +49,6 @@ def common_subspace(W_all: torch.Tensor, heads: list, rank: int) -> torch.Tensor
     _, V = stacked_qk_svd(W_all, heads)
     rank = integer(rank, "rank (min(d_model, K * d_head) at most)", low=1, high=V.shape[1])
     return V[:, :rank]
-
-
-def folds(IH_proj: list, n_folds: int = FOLDS) -> list[list[list[int]]]:
-    """Split `IH_proj` (best first) into `n_folds` folds, alternately down the ranking."""
-    n_folds = integer(n_folds, "n_folds", low=1)
-    return [IH_proj[f::n_folds] for f in range(n_folds)]
-
-
-@dataclass(frozen=True)
-class EditPlan:
-    """Which subspace each edited head gets: `groups[i] = (edited heads, fitted on heads, V (d_model, m))`."""
-
-    groups: list[tuple[list[list[int]], list[list[int]], torch.Tensor]]
-    cross_fit: bool
-
-    @property
-    def max_rank(self) -> int:
-        """The largest rank every group's subspace has."""
-        return min(int(V.shape[1]) for _, _, V in self.groups)
-
-    def record(self) -> list[dict]:
-        """JSON-friendly: the edited heads and the heads their subspace was fitted on."""
-        return [{"edited": edited, "fitted_on": fitted} for edited, fitted, _ in self.groups]
-
-
-def edit_plan(W_all: torch.Tensor, IH_proj: list, heads: list, *, cross_fit: bool = True) -> EditPlan:
-    """Assign each edited head a subspace: cross-fitted (module docstring) or, without `cross_fit`, all of `IH_proj`."""
-    if not cross_fit:
-        return EditPlan([(heads, IH_proj, stacked_qk_svd(W_all, IH_proj)[1])], False)
-    parts = folds(IH_proj)
-    groups = []
-    for f, part in enumerate(parts):
-        edited = [h for h in heads if h in part]
-        if edited:
-            fitted = [h for g, other in enumerate(parts) if g != f for h in other]
-            groups.append((edited, fitted, stacked_qk_svd(W_all, fitted)[1]))
-    outside = [h for h in heads if h not in IH_proj]
-    if outside:
-        groups.append((outside, IH_proj, stacked_qk_svd(W_all, IH_proj)[1]))
-    return EditPlan(groups, True)
 
 
 def rank_sweep(max_rank: int, step: int, n_available: int) -> list[int]:
@@ -96,13 +62,7 @@ def rank_sweep(max_rank: int, step: int, n_available: int) -> list[int]:
             f"max_rank={max_rank} exceeds the {n_available} directions available (min(d_model, number of IHs "
             f"fitted * d_head); cross-fitted, the IHs of one fold): choose max_rank <= {n_available}."
         )
-    if not 1 <= int(step) <= int(max_rank) <= n_available:
-        raise IHLibError(
-            f"Need 1 <= step <= max_rank <= {n_available} (min(d_model, number of IHs fitted * d_head); "
-            "cross-fitted, the IHs of one fold); "
-            f"got step={step}, max_rank={max_rank}."
-        )
-    return [0, *range(int(step), int(max_rank) + 1, int(step))]
+    return [0, *range(step, max_rank + 1, step)]
 
 
 @dataclass
@@ -110,8 +70,11 @@ class ProjectionResult:
     """A rank sweep of one projection edit: probs and errs `{condition: (n_ranks, n_exp, batch, n_positions)}`.
 
     `energy[condition]` `(n_ranks,)`: share of the edited heads' summed `||W_qk||_F^2` (QK) or `||W_ov||_F^2` (OV)
-    that the edit removes (project out) or keeps (keep only); the random subspace's is the mean over repetitions.
-    `untested` says why nothing was run; then the arrays are empty.
+    that the edit removes (project out) or keeps (keep only), mean over repetitions. `overlap[condition]`
+    `(n_ranks,)`: mean squared cosine of the principal angles between the condition's subspace and the treatment's,
+    mean over edited heads and repetitions. `uninformative[i]`: the heads for which rank `ranks[i]` is not
+    informative (the treatment's subspace holds essentially all their energy, or no matched subspace was found).
+    `fitting`: the scheme (`projection_controls.FITTINGS`). `untested` says why nothing was run; then arrays are empty.
     """
 
     component: str
@@ -126,12 +89,17 @@ class ProjectionResult:
     plan: list[dict]
     cross_fit: bool
     untested: str | None = None
+    fitting: str = "alternate folds"
+    overlap: dict[str, list[float]] = field(default_factory=dict)
+    uninformative: list[list[list[int]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        """File stem: `project_{component}_{out|keep}_K0{..}_K{..}_T{seg_len}`."""
+        """File stem: `project_{component}_{out|keep}_K0{..}_K{..}_T{seg_len}` and the fitting scheme when not the
+        default one (`_in_sample`, `_alternate_folds`, `_leave_one_layer_out`)."""
         action = "out" if self.project_out else "keep"
-        return f"project_{self.component}_{action}_K0{len(self.IH_proj)}_K{len(self.heads)}_T{self.settings.seg_len}"
+        stem = f"project_{self.component}_{action}_K0{len(self.IH_proj)}_K{len(self.heads)}_T{self.settings.seg_len}"
+        return f"{stem}_{self.fitting.replace(' ', '_').replace('-', '_')}"
 
     @property
     def energy_word(self) -> str:
@@ -152,11 +120,14 @@ class ProjectionResult:
             "component": self.component,
             "project_out": self.project_out,
             "cross_fit": self.cross_fit,
+            "fitting": self.fitting,
             "ranks": self.ranks,
             "IH_proj": self.IH_proj,
             "heads": self.heads,
             "plan": self.plan,
             f"energy_{self.energy_word}": self.energy,
+            "overlap_with_treatment": self.overlap,
+            "uninformative": self.uninformative,
             **self.settings.record(),
             "summary": self.summary,
             "untested": self.untested,
@@ -180,19 +151,35 @@ def head_energy(W_all: torch.Tensor, heads: list, component: str, P: torch.Tenso
     return ((inner.mT @ inner) * right).sum((-2, -1))
 
 
-def _edit_projectors(
-    plan: EditPlan, rank: int, heads: list, own: torch.Tensor, random_V: torch.Tensor, project_out: bool
-) -> dict[str, list[tuple[list[list[int]], torch.Tensor]]]:
-    """Per condition, the edits `[(heads, P)]` at `rank`: the plan's subspaces, one random subspace, each head's own."""
-    return {
-        "common subspace": [
-            (edited, subspace_projector(V[:, :rank], project_out=project_out)) for edited, _, V in plan.groups
-        ],
-        "random subspace": [(heads, subspace_projector(random_V, project_out=project_out))],
-        "own top directions": [
-            ([head], subspace_projector(own[i, :, :rank], project_out=project_out)) for i, head in enumerate(heads)
-        ],
+@dataclass(frozen=True)
+class _RankEdits:
+    """One rank of one repetition: per condition the edits `[(heads, P)]`, the overlaps with the treatment's
+    subspace per edited head, and the heads for which the rank is not informative."""
+
+    edits: dict[str, list[tuple[list[list[int]], torch.Tensor]]]
+    overlaps: dict[str, float]
+    uninformative: list[list[int]]
+
+
+def _rank_edits(
+    plan: EditPlan, rank: int, heads: list, energies: list[torch.Tensor], rng: np.random.Generator, project_out: bool
+) -> _RankEdits:
+    """The edits of every condition at `rank`: the plan's subspaces, one random subspace, each head's matched one."""
+    treatment = [plan.subspace_of(head)[:, :rank] for head in heads]
+    random_V = random_orthonormal(rng, treatment[0].shape[0], rank)
+    matched = [matched_subspace(C, V, rng) for C, V in zip(energies, treatment, strict=True)]
+    per_head = {"common subspace": treatment, "energy-matched": [m.U for m in matched]}
+    edits = {
+        s: [([h], subspace_projector(U, project_out=project_out)) for h, U in zip(heads, bases, strict=True)]
+        for s, bases in per_head.items()
     }
+    edits["random subspace"] = [(heads, subspace_projector(random_V, project_out=project_out))]
+    overlaps = {
+        "common subspace": 1.0,
+        "random subspace": float(np.mean([overlap(V, random_V) for V in treatment])),
+        "energy-matched": float(np.mean([m.overlap for m in matched])),
+    }
+    return _RankEdits(edits, overlaps, [h for h, m in zip(heads, matched, strict=True) if not m.informative])
 
 
 def _energy_share(W_all: torch.Tensor, edits: list, component: str, total: float) -> float:
@@ -211,13 +198,16 @@ def _projection_runs(
     project_out: bool,
     chunk_size: int,
     progress: bool,
-) -> tuple[dict, dict, dict]:
-    """Score every condition at every rank on every batch: `{condition: (n_ranks, n_exp, b, p)}` and energies."""
+) -> tuple[dict, dict, dict, dict, list]:
+    """Score every condition at every rank on every batch: `{condition: (n_ranks, n_exp, b, p)}`, energies,
+    overlaps and, per rank, the heads for which it is not informative (in any repetition)."""
     batches, positions, n_exp = settings.batches(), settings.positions(), settings.n_exp
-    own = head_subspaces(W_all).bases(OWN_SIDE[component], heads)
+    energies = [energy_matrix(W_all, head, component) for head in heads]
     total = float(head_energy(W_all, heads, component).sum())
     scored = {s: [[None] * n_exp for _ in ranks] for s in SUBSPACES}
     retained = {s: np.ones((len(ranks), n_exp)) for s in SUBSPACES}
+    overlaps = {s: np.zeros((len(ranks), n_exp)) for s in SUBSPACES}
+    uninformative: list[list[list[int]]] = [[] for _ in ranks]
     bar = tqdm(total=n_exp * (len(SUBSPACES) * (len(ranks) - 1) + 1), desc=f"project {component}", disable=not progress)
     for r, ids in enumerate(batches):
         unedited = pred_probs(model, ids, positions, chunk_size)
@@ -225,33 +215,34 @@ def _projection_runs(
         for s in SUBSPACES:
             scored[s][0][r] = unedited
         for i, rank in enumerate(ranks[1:], start=1):
-            random_V = random_orthonormal(np.random.default_rng([settings.seed, r, rank]), W_all.shape[3], rank)
-            for s, edits in _edit_projectors(plan, rank, heads, own, random_V, project_out).items():
+            rng = np.random.default_rng([settings.seed, r, rank])
+            step = _rank_edits(plan, rank, heads, energies, rng, project_out)
+            uninformative[i] += [h for h in step.uninformative if h not in uninformative[i]]
+            for s, edits in step.edits.items():
                 with ExitStack() as stack:
                     for edited, P in edits:
                         stack.enter_context(projection_edit(model, edited, P, component))
                     scored[s][i][r] = pred_probs(model, ids, positions, chunk_size)
                 retained[s][i, r] = _energy_share(W_all, edits, component, total)
+                overlaps[s][i, r] = step.overlaps[s]
                 bar.update()
     bar.close()
     probs = {s: np.array([[p for p, _ in row] for row in rows]) for s, rows in scored.items()}
     errs = {s: np.array([[e for _, e in row] for row in rows]) for s, rows in scored.items()}
-    shares = {s: (1.0 - v if project_out else v).mean(1) for s, v in retained.items()}
-    return probs, errs, {s: [float(x) for x in v] for s, v in shares.items()}
+    shares = {s: [float(x) for x in (1.0 - v if project_out else v).mean(1)] for s, v in retained.items()}
+    return probs, errs, shares, {s: [float(x) for x in v.mean(1)] for s, v in overlaps.items()}, uninformative
 
 
-def _untested_reason(IH_proj: list, heads: list, component: str, cross_fit: bool) -> str | None:
-    """Say why a projection cannot be tested (no IHs, no heads to edit, too few IHs to cross-fit), or None."""
+def _untested_reason(IH_proj: list, heads: list, component: str, fitting: str) -> str | None:
+    """Say why a projection cannot be tested (no IHs, no heads to edit, the fitting scheme cannot run), or None."""
     kind = "induction" if component == "QK" else "shifting"
     if not IH_proj:
         return "no head counts as an induction head, so there is no common subspace to project."
     if not heads:
         return f"no head counts as a {kind} head, so there is no head to edit."
-    if cross_fit and len(IH_proj) < FOLDS and any(h in IH_proj for h in heads):
-        return (
-            f"only {len(IH_proj)} IH spans the subspace and it is also edited: cross-fitting needs at least "
-            f"{FOLDS} IHs (fit on one, edit the other); the in-sample subspace would be circular."
-        )
+    why = fitting_unavailable(IH_proj, heads, fitting)
+    if why:
+        return f"{fitting}: {why}; the in-sample subspace would be circular."
     return None
 
 
@@ -267,6 +258,7 @@ def project(
     max_rank: int = 100,
     step: int = 5,
     cross_fit: bool = True,
+    fitting: str | None = None,
     settings: CopyingSettings = DEFAULT_SETTINGS,
     chunk_size: int = 64,
     progress: bool = True,
@@ -274,8 +266,9 @@ def project(
     """Project the common subspace of `IH_proj`'s `W_qk` out of (or keep only it in) `heads`' `W_k` (QK) or `W_o` (OV).
 
     Sweeps rank 0 (unedited), step, ..., max_rank (at most the smallest subspace of the plan); controls: a fresh
-    random subspace per repetition and each edited head's own top directions. Cross-fitted unless `cross_fit` is
-    False. Empty `IH_proj` or `heads`, or too few IHs to cross-fit, give an untested result without forward passes.
+    random subspace and an energy-matched subspace per head per repetition. `fitting` (`FITTINGS`): default the
+    scheme with the least leakage here, or "in-sample" when `cross_fit` is False. Empty `IH_proj` or `heads`, or
+    a scheme that cannot run, give an untested result without forward passes.
     """
     check_component(component)
     check_w_all(W_all)
@@ -286,18 +279,35 @@ def project(
     IH_proj = model_heads(model, IH_proj, "IH_proj") if len(IH_proj) else []
     heads = model_heads(model, heads) if len(heads) else []
     settings = settings.resolved(model)
-    untested = _untested_reason(IH_proj, heads, component, cross_fit)
+    if fitting is None:
+        fitting = least_leakage(IH_proj, heads) if cross_fit else "in-sample"
+    untested = _untested_reason(IH_proj, heads, component, fitting)
+    cross_fit = fitting != "in-sample"
     if untested:
         return ProjectionResult(
-            component, project_out, IH_proj, heads, [], settings, {}, {}, {}, [], cross_fit, untested
+            component, project_out, IH_proj, heads, [], settings, {}, {}, {}, [], cross_fit, untested, fitting
         )
-    plan = edit_plan(W_all, IH_proj, heads, cross_fit=cross_fit)
+    plan = edit_plan(W_all, IH_proj, heads, fitting=fitting)
     ranks = rank_sweep(max_rank, step, plan.max_rank)
-    probs, errs, energy = _projection_runs(
+    probs, errs, energy, overlaps, uninformative = _projection_runs(
         model, W_all, settings, plan, heads, ranks, component, project_out, chunk_size, progress
     )
     return ProjectionResult(
-        component, project_out, IH_proj, heads, ranks, settings, probs, errs, energy, plan.record(), cross_fit
+        component,
+        project_out,
+        IH_proj,
+        heads,
+        ranks,
+        settings,
+        probs,
+        errs,
+        energy,
+        plan.record(),
+        cross_fit,
+        None,
+        fitting,
+        overlaps,
+        uninformative,
     )
 
 
@@ -306,11 +316,13 @@ CONSECUTIVE = 2  # a rank decides only when the next swept rank decides too (the
 
 def _decides(result: ProjectionResult, i: int, tolerance: float) -> bool:
     """True when rank index `i` decides for the claim (see `decisive_rank`)."""
+    if result.uninformative and result.uninformative[i]:
+        return False
     summary = result.summary
     common, random = (read_error_change(Interval.of(summary[s]["err_change"], i), tolerance) for s in SUBSPACES[:2])
+    gap = Interval.of(mean_ci(per_repetition(result.errs["common subspace"][i] - result.errs["energy-matched"][i])))
     if not result.project_out:
-        return common == "intact" and random == "breaks"
-    gap = Interval.of(mean_ci(per_repetition(result.errs["common subspace"][i] - result.errs["own top directions"][i])))
+        return common == "intact" and random == "breaks" and gap.high < 0
     return common == "breaks" and random == "intact" and gap.low > 0
 
 
@@ -318,9 +330,11 @@ def decisive_rank(result: ProjectionResult, *, tolerance: float = 0.1) -> int | 
     """First rank that decides for the claim at `CONSECUTIVE` consecutive swept ranks, or None.
 
     Project out: the common subspace breaks copying, a random one leaves it intact, and the common subspace
-    breaks it more than each head's own top directions (paired 95% interval of the error gap above 0), although
-    those remove at least as much energy. Keep only: the common subspace keeps copying intact while a random one
-    breaks it. Readings as in `stats.reading`. Requiring consecutive ranks is the correction for scanning ranks.
+    breaks it more than the energy-matched control (paired 95% interval of the error gap above 0), which removes
+    the same share of each head's energy. Keep only: the common subspace keeps copying intact while a random one
+    breaks it, and it keeps copying better than the energy-matched control (gap below 0). A rank that is not
+    informative for some edited head (`ProjectionResult.uninformative`) never decides. Readings as in
+    `stats.read_error_change`. Requiring consecutive ranks is the correction for scanning ranks.
     """
     if result.untested:
         return None

@@ -12,28 +12,33 @@ so a shuffle within one layer says something only when shuffling that layer's ot
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ihlib.claims.shuffle_conditions import (
+    ALIKE,
+    CONTROLS,
+    control_pairs,
+    control_pools,
+    derangements,
+    distinct_exchanges,
+    same_layer_distances,
+)
 from ihlib.core.copying import CopyingSettings, by_position, condition_summary, per_repetition, pred_probs
 from ihlib.core.edits import (
     EXCHANGE_KINDS,
     check_component,
-    cross_layer_pairs,
-    cross_layer_possible,
     exchange_edit,
-    exchange_pairs,
     model_heads,
     pairs_edit,
     random_candidates,
 )
 from ihlib.core.stats import Interval, mean_ci, read_error_change
 from ihlib.model.errors import IHLibError
-from ihlib.model.head_ids import all_heads, check_k
+from ihlib.model.head_ids import check_k
 from ihlib.model.loading import AnyGPT2
 
 CONDITIONS = EXCHANGE_KINDS  # "original", "shuffle", "random baseline"
@@ -236,22 +241,14 @@ def intact_heads(pairs: list, real: list) -> int:
 ONE_REPETITION = "one repetition gives no confidence interval, so nothing can be read: re-run with n_exp >= 2."
 
 
-CONTROLS = (
-    "original",
-    "shuffle",
-    "cross-layer shuffle",
-    "other heads of these layers, shuffled",
-    "random heads of these layers",
-    "random heads",
-)
-
-
 @dataclass
 class ShuffleControls:
     """The shuffle of `heads` beside its controls (`CONTROLS`): probs and errs `{condition: (n_exp, batch, n_pos)}`.
 
     `others`: heads of the edited heads' layers outside `exclude` (the heads of the kind); `absent` says, per
-    control that could not run on this model, why; `pairs[condition][r]` are the exchanges of repetition r.
+    control that could not run on this model, why; `pairs[condition][r]` are the exchanges of repetition r;
+    `distances`: per pair of edited heads of one layer, the mean total variation of their attention on the copying
+    batches (`shuffle_conditions`).
     """
 
     component: str
@@ -262,6 +259,12 @@ class ShuffleControls:
     errs: dict[str, np.ndarray]
     pairs: dict[str, list]
     absent: dict[str, str]
+    distances: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def distinct(self) -> dict[str, int]:
+        """Per exchange condition, how many distinct exchanges its repetitions used."""
+        return {c: distinct_exchanges(used) for c, used in self.pairs.items()}
 
     @property
     def kind(self) -> str:
@@ -293,49 +296,14 @@ class ShuffleControls:
             **self.settings.record(),
             "summary": self.summary,
             "absent": self.absent,
+            "attention_distances": self.distances,
+            "distinct_exchanges": self.distinct,
             "pairs": self.pairs,
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Per-sample probabilities and errors by condition."""
         return _arrays(self.probs, self.errs)
-
-
-def _control_pools(model: AnyGPT2, heads: list, exclude: list) -> tuple[list, dict[str, str]]:
-    """The other heads of the edited heads' layers, and why each control that cannot run is absent."""
-    layers = {h[0] for h in heads}
-    shape = (model.config.n_layer, model.config.n_head)
-    others = [h for h in all_heads(shape) if h[0] in layers and h not in heads and h not in exclude]
-    where = f"layer(s) {', '.join(map(str, sorted(layers)))}"
-    absent = {}
-    if not cross_layer_possible(heads):
-        absent["cross-layer shuffle"] = (
-            f"the edited heads all sit in {where}"
-            if len(layers) == 1
-            else "one layer holds more than half of the edited heads, so no head can avoid its own layer"
-        )
-    if len(others) < 2:
-        absent["other heads of these layers, shuffled"] = f"{where} hold(s) {len(others)} head(s) of another kind"
-    if not others:
-        absent["random heads of these layers"] = f"{where} hold(s) no head of another kind"
-    return others, absent
-
-
-def _control_pairs(model: AnyGPT2, condition: str, heads: list, others: list, rng: np.random.Generator) -> list:
-    """The exchanges `[[target, source], ...]` of one control condition for one repetition."""
-    if condition == "original":
-        return []
-    if condition == "shuffle":
-        return exchange_pairs(model, heads, "shuffle", rng)
-    if condition == "cross-layer shuffle":
-        return cross_layer_pairs(heads, rng)
-    if condition == "other heads of these layers, shuffled":
-        return exchange_pairs(model, others, "shuffle", rng)
-    if condition == "random heads of these layers":
-        with warnings.catch_warnings():  # fewer other heads than edited ones: drawn with replacement, as documented
-            warnings.simplefilter("ignore")
-            return exchange_pairs(model, heads, "random baseline", rng, others)
-    return exchange_pairs(model, heads, "random baseline", rng)
 
 
 @torch.no_grad()
@@ -359,15 +327,16 @@ def shuffle_controls(
     exclude = model_heads(model, list(exclude), "exclude") if len(exclude) else []
     settings = settings.resolved(model)
     _check_exchangeable(model, heads, None)
-    others, absent = _control_pools(model, heads, exclude)
+    others, absent = control_pools(model, heads, exclude)
     conditions = [c for c in CONTROLS if c not in absent]
     batches, positions = settings.batches(), settings.positions()
     scored = {c: [] for c in conditions}
     pairs = {c: [] for c in conditions[1:]}
     bar = tqdm(total=settings.n_exp * len(conditions), desc=f"controls {component}", disable=not progress)
+    distances = [same_layer_distances(model, heads, ids, positions) for ids in batches]
     for r, ids in enumerate(batches):
         for c, condition in enumerate(conditions):
-            exchanges = _control_pairs(model, condition, heads, others, np.random.default_rng([settings.seed, r, 7, c]))
+            exchanges = control_pairs(model, condition, heads, others, np.random.default_rng([settings.seed, r, 7, c]))
             with pairs_edit(model, exchanges, component):
                 scored[condition].append(pred_probs(model, ids, positions, chunk_size))
             if condition != "original":
@@ -376,7 +345,8 @@ def shuffle_controls(
     bar.close()
     probs = {c: np.array([p for p, _ in rows]) for c, rows in scored.items()}
     errs = {c: np.array([e for _, e in rows]) for c, rows in scored.items()}
-    return ShuffleControls(component, heads, others, settings, probs, errs, pairs, absent)
+    mean_distances = {pair: float(np.mean([d[pair] for d in distances])) for pair in distances[0]}
+    return ShuffleControls(component, heads, others, settings, probs, errs, pairs, absent, mean_distances)
 
 
 @dataclass(frozen=True)
@@ -391,15 +361,45 @@ class ControlledShuffleJudgement:
     gap: Interval | None = None
 
 
-def judge_shuffle_controls(result: ShuffleControls, *, tolerance: float = 0.1) -> ControlledShuffleJudgement:
-    """Claim 3 for one component, only from a test that could fail.
+READINGS = {
+    "intact": "harmless: its interval lies below +{t:.2f}",
+    "breaks": "breaks copying: its interval lies above +{t:.2f}",
+    "unclear": "unclear: its interval straddles +{t:.2f}, neither harmless nor breaking",
+}
 
-    Test: the cross-layer shuffle where it exists, else the shuffle; reference: random heads of the edited heads'
-    layers where they exist, else random heads. Not tested: one repetition. Not informative: the heads share one
-    layer and shuffling that layer's other heads is harmless too (or there are none to shuffle), or the reference
-    does not break copying. Then as before: supported when the test is harmless (95% interval of the error change
-    below `tolerance`) and the reference breaks copying; partly when the reference hurts more by more than
-    `tolerance`; not supported otherwise.
+
+def reading_words(change: Interval, tolerance: float) -> str:
+    """An error change and its reading in words: "+0.10 [+0.06, +0.14] (unclear: its interval straddles +0.10 ...)"."""
+    reading = READINGS[read_error_change(change, tolerance)].format(t=tolerance)
+    mean, low, high = (round(x, 2) + 0.0 for x in (change.mean, change.low, change.high))
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] ({reading})"
+
+
+def alike_reason(result: ShuffleControls) -> str | None:
+    """Why a shuffle within one layer cannot fail (the edited heads attend alike), or None."""
+    if len(result.layers) != 1 or not result.distances:
+        return None
+    largest = max(result.distances.values())
+    if largest > ALIKE:
+        return None
+    return (
+        f"the {len(result.heads)} edited heads share layer {result.layers[0]} and attend alike on the copying "
+        f"sequences (largest mean total variation between two of their attention patterns {largest:.3f}, at most "
+        f"{ALIKE}): exchanging their {result.component} leaves the layer's output nearly unchanged whatever their "
+        "weights, so the shuffle cannot fail."
+    )
+
+
+def judge_shuffle_controls(result: ShuffleControls, *, tolerance: float = 0.1) -> ControlledShuffleJudgement:
+    """Claim 3 for one component, only from a test that could fail; one rule for QK and OV.
+
+    Test: the cross-layer shuffle where it exists (judged on its own result: heads of different layers read
+    different residuals), else the shuffle. Reference: random heads of the edited heads' layers where they exist,
+    else random heads. Not tested: one repetition. Not informative: the test is a shuffle within one layer whose
+    heads attend alike (`shuffle_conditions.ALIKE`), or the reference does not clearly break copying ("unclear" is
+    not "breaks"). Supported: the test is harmless (95% interval of the error change below `tolerance`) and the
+    reference breaks copying; partly: the test is not harmless but the reference hurts more by more than
+    `tolerance` (paired gap's interval); not supported otherwise. Every reason states its numbers.
     """
     summary = result.summary
     changes = {c: Interval.of(summary[c]["err_change"]) for c in summary}
@@ -408,36 +408,34 @@ def judge_shuffle_controls(result: ShuffleControls, *, tolerance: float = 0.1) -
     test = "cross-layer shuffle" if "cross-layer shuffle" in summary else "shuffle"
     reference = "random heads of these layers" if "random heads of these layers" in summary else "random heads"
     numbers = dict(test=test, reference=reference, changes=changes)
-    other = "other heads of these layers, shuffled"
-    if len(result.layers) == 1:
-        if other not in summary:
-            why = (
-                f"the {len(result.heads)} edited heads share layer {result.layers[0]}, which has no two heads of "
-                f"another kind to show that a shuffle there could hurt ({result.absent[other]})."
-            )
-            return ControlledShuffleJudgement("not informative", why, **numbers)
-        if read_error_change(changes[other], tolerance) != "breaks":
-            why = (
-                f"the {len(result.heads)} edited heads share layer {result.layers[0]}, and shuffling the "
-                f"{len(result.others)} heads of another kind there does not break copying either: within that layer "
-                "heads are interchangeable whatever their kind."
-            )
-            return ControlledShuffleJudgement("not informative", why, **numbers)
+    alike = alike_reason(result) if test == "shuffle" else None
+    if alike:
+        return ControlledShuffleJudgement("not informative", alike, **numbers)
+    test_words = f"the {test} changes the top-1 error by {reading_words(changes[test], tolerance)}"
+    reference_words = f"'{reference}' change it by {reading_words(changes[reference], tolerance)}"
     if read_error_change(changes[reference], tolerance) != "breaks":
-        why = f"'{reference}' does not clearly break copying either, so the test cannot tell the two apart."
+        why = f"{reference_words}, so the test cannot tell a harmless shuffle from a harmful one; {test_words}."
         return ControlledShuffleJudgement("not informative", why, **numbers)
     gap = Interval.of(mean_ci(per_repetition(result.errs[reference] - result.errs[test])))
+    gap_words = f"paired gap {reading_words(gap, tolerance).split(' (')[0]}"
     if read_error_change(changes[test], tolerance) == "intact":
-        return ControlledShuffleJudgement(
-            "supported", f"the {test} is harmless while {reference} break copying.", **numbers, gap=gap
-        )
+        return ControlledShuffleJudgement("supported", f"{test_words}, while {reference_words}.", **numbers, gap=gap)
     if gap.low > tolerance:
-        return ControlledShuffleJudgement(
-            "partly supported", f"the {test} hurts, but {reference} hurt more.", **numbers, gap=gap
-        )
-    return ControlledShuffleJudgement(
-        "not supported", f"the {test} hurts about as much as {reference}.", **numbers, gap=gap
-    )
+        why = f"{test_words}, but {reference_words}: they hurt more, by more than +{tolerance:.2f} ({gap_words})."
+        return ControlledShuffleJudgement("partly supported", why, **numbers, gap=gap)
+    why = f"{test_words}, and {reference_words}: not clearly more ({gap_words})."
+    return ControlledShuffleJudgement("not supported", why, **numbers, gap=gap)
+
+
+def repetition_words(result: ShuffleControls, condition: str) -> str:
+    """Say how many distinct exchanges the repetitions of `condition` used, and when they repeat one experiment."""
+    used, n = result.distinct.get(condition, 0), result.settings.n_exp
+    possible = derangements(len(result.heads)) if condition == "shuffle" else None
+    of = f" of the {possible} that exist" if possible is not None else ""
+    line = f"The {n} repetitions of the {condition} used {used} distinct exchange(s){of}"
+    if used == 1 and n > 1:
+        return line + ": they repeat one experiment on fresh sequences, so the interval covers the sequences only."
+    return line + "."
 
 
 def repetition_intact(sweep: ShuffleSweep, real: list, condition: str, k: int) -> float:

@@ -47,15 +47,16 @@ def require_heads(
     at_least: int = 1,
     fraction: float = FRACTION,
     margin: float = MARGIN,
+    model: str = "",
 ) -> None:
     """Return when at least `at_least` induction and shifting heads count; else save "not tested" verdicts for
-    `claims` in `output_dir` and raise `ClaimNotTested` with the reason."""
+    `claims` (judged on `model`) in `output_dir` and raise `ClaimNotTested` with the reason."""
     reasons = missing_heads(scores, at_least, fraction=fraction, margin=margin)
     if not reasons:
         return
     why = "; ".join(reasons) + "."
     text = f"The claim is about heads this model does not have: {why}"
-    verdicts = [Verdict(claim, "not tested", text, caveat="not tested on this model") for claim in claims]
+    verdicts = [Verdict(claim, "not tested", text, caveat="not tested on this model", model=model) for claim in claims]
     save_verdicts(verdicts, output_dir)
     raise ClaimNotTested(
         f"Not tested on this model: {why} Chapter 0 shows every head's scores; the chapter stops here."

@@ -3,22 +3,53 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from ihlib.core.stats import Interval
 from ihlib.model.errors import IHLibError
 
 VERDICT_LABELS = ("supported", "partly supported", "not supported", "not informative", "not tested")
 
 
-@dataclass
-class Verdict:
-    """A claim's verdict (one of `VERDICT_LABELS`), the sentences behind it and a one-line caveat.
+@dataclass(frozen=True)
+class KeyNumber:
+    """The number a verdict was judged on, as data: what it `measures`, the `comparison` judged (e.g. "listed pairs
+    minus random composable pairs"), and its `value` (an `Interval`: mean, 95% low and high; NaN bounds: none)."""
 
-    "not informative": the test ran but could not have failed on this model. Notebooks display it as Markdown
-    (`_repr_markdown_`); `record()` is what gets saved as JSON.
+    measures: str
+    comparison: str
+    value: Interval
+
+    def formatted(self) -> str:
+        """The value as "+0.55 [+0.43, +0.68]" (signed, two decimals; "(no interval)" without bounds)."""
+        mean, low, high = (round(x, 2) + 0.0 for x in (self.value.mean, self.value.low, self.value.high))
+        if math.isnan(low) or math.isnan(high):
+            return f"{mean:+.2f} (no interval)"
+        return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+    def record(self) -> dict:
+        """JSON-friendly form (the interval as `{mean, low, high}`)."""
+        return {"measures": self.measures, "comparison": self.comparison, "value": asdict(self.value)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> KeyNumber:
+        """Inverse of `record`."""
+        return cls(record["measures"], record["comparison"], Interval(**record["value"]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's verdict (one of `VERDICT_LABELS`) on one `model`, within one `scope` (what the test covers, e.g.
+    "direct weight path", "top-1 copying on repeated random tokens"), the sentences behind it, a one-line caveat
+    and the `key` number it was judged on (None when nothing was judged).
+
+    "not informative": the test ran but could not have failed on this model. A chapter may hold several verdicts
+    of one claim with different scopes. Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what
+    gets saved as JSON.
     """
 
     claim: str
@@ -26,9 +57,12 @@ class Verdict:
     text: str
     details: list[str] = field(default_factory=list)
     caveat: str = ""
+    model: str = ""
+    scope: str = ""
+    key: KeyNumber | None = None
 
     def __post_init__(self) -> None:
-        """Reject labels outside the three-step scale."""
+        """Reject labels outside the scale."""
         if self.verdict not in VERDICT_LABELS:
             raise IHLibError(f"Unknown verdict {self.verdict!r}: use one of {', '.join(VERDICT_LABELS)}.")
 
@@ -38,15 +72,51 @@ class Verdict:
             "claim": self.claim,
             "verdict": self.verdict,
             "text": self.text,
-            "details": self.details,
+            "details": list(self.details),
             "caveat": self.caveat,
+            "model": self.model,
+            "scope": self.scope,
+            "key": self.key.record() if self.key is not None else None,
         }
 
+    @classmethod
+    def from_record(cls, record: dict) -> Verdict:
+        """Inverse of `record` (records saved before `model`, `scope` and `key` existed read with them empty)."""
+        key = record.get("key")
+        fields = {k: v for k, v in record.items() if k != "key"}
+        return cls(**fields, key=KeyNumber.from_record(key) if key else None)
+
+    @property
+    def where(self) -> str:
+        """ "on ihlib-language, top-1 copying on repeated random tokens": the model and scope, as far as known."""
+        model = f"on {self.model}" if self.model else "on this model"
+        return f"{model}, {self.scope}" if self.scope else model
+
     def _repr_markdown_(self) -> str:
-        """Markdown shown by Jupyter: the verdict in bold, the evidence, then one bullet per detail."""
+        """Markdown shown by Jupyter: the verdict in bold with model and scope, the key number, the evidence, then
+        one bullet per detail."""
         bullets = "".join(f"\n- {line}" for line in self.details)
         caveat = f"\n\n*Caveat: {self.caveat}*" if self.caveat else ""
-        return f"**{self.claim}: {self.verdict} on this model.** {self.text}\n{bullets}{caveat}"
+        key = f" Key number: {self.key.measures}, {self.key.comparison}: {self.key.formatted()}." if self.key else ""
+        return f"**{self.claim}: {self.verdict} {self.where}.**{key} {self.text}\n{bullets}{caveat}"
+
+
+def key_text(verdict: Verdict) -> str:
+    """The verdict's key number in words: "what it measures (comparison): +0.55 [+0.43, +0.68]"; "" without one."""
+    key = verdict.key
+    return f"{key.measures} ({key.comparison}): {key.formatted()}" if key else ""
+
+
+def verdict_row(verdict: Verdict) -> dict[str, str]:
+    """One verdict as a table row: claim, model, scope, verdict, key number, caveat."""
+    return {
+        "claim": verdict.claim,
+        "model": verdict.model,
+        "scope": verdict.scope,
+        "verdict": verdict.verdict,
+        "key number": key_text(verdict),
+        "caveat": verdict.caveat,
+    }
 
 
 FAILED_MARKER = "FAILED.json"  # written by the book runner in a chapter's results folder when the chapter failed
@@ -66,17 +136,16 @@ class VerdictReport:
         return [c for c in self.chapters or [*self.verdicts, *self.failed] if c in self.verdicts or c in self.failed]
 
     def table(self) -> pd.DataFrame:
-        """One row per verdict: chapter, claim, verdict and its one-line caveat ("failed" for a failed chapter)."""
+        """One row per verdict: chapter, claim, model, scope, verdict, the key number it was judged on (what it
+        measures and its value) and the one-line caveat ("failed" for a failed chapter)."""
+        columns = ["chapter", "claim", "model", "scope", "verdict", "key number", "caveat"]
         rows = []
         for chapter in self._order():
             if chapter in self.failed:
-                rows.append({"chapter": chapter, "claim": "(the chapter failed)", "verdict": "failed", "caveat": ""})
+                rows.append({"chapter": chapter, "claim": "(the chapter failed)", "verdict": "failed"})
             else:
-                rows += [
-                    {"chapter": chapter, "claim": v.claim, "verdict": v.verdict, "caveat": v.caveat}
-                    for v in self.verdicts[chapter]
-                ]
-        return pd.DataFrame(rows, columns=["chapter", "claim", "verdict", "caveat"])
+                rows += [{"chapter": chapter, **verdict_row(v)} for v in self.verdicts[chapter]]
+        return pd.DataFrame(rows, columns=columns).fillna("")
 
     def _repr_markdown_(self) -> str:
         """All verdicts as Markdown sections (a failed chapter says so, with its error), then the missing ones."""
@@ -99,7 +168,7 @@ def load_verdicts(path: str | Path) -> list[Verdict]:
     """Read one chapter's `verdict.json`: a single record or a list of records."""
     data = json.loads(Path(path).read_text())
     records = data if isinstance(data, list) else [data]
-    return [Verdict(**record) for record in records]
+    return [Verdict.from_record(record) for record in records]
 
 
 def collect_verdicts(results_dir: str | Path, chapters: list[str]) -> VerdictReport:

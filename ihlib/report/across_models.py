@@ -5,7 +5,6 @@ model's chapters saved (the book runner puts the site's model in `results/` and 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,13 +12,15 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from ihlib.claims.verdicts import FAILED_MARKER, VerdictReport, collect_verdicts
+from ihlib.claims.verdicts import FAILED_MARKER, Verdict, VerdictReport, collect_verdicts
 from ihlib.heads.head_table import head_table
 from ihlib.heads.scoring import HeadScores, ScoreSetting
 from ihlib.heads.selection import count_threshold
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import HEAD_KINDS, head_label
+from ihlib.report.model_facts import curriculum_note, training_record
 from ihlib.report.seed_gpt2 import SEED_GPT2_TOP
+from ihlib.report.sentences import Paragraph
 
 MODEL_RECORD = "model.json"  # written by the book runner in each model's results folder
 SCORES_CHAPTER = "00_finding_heads"
@@ -27,7 +28,6 @@ SCORES_FILE = "head_scores.json"
 
 SEED_COLUMN = "GPT-2 (printed by the seed, not recomputed)"
 FAILED_ROW = "(the chapter failed: no claim read)"  # the row of a chapter that no model has a verdict for
-KEY_NUMBER = re.compile(r"[+-]?\d+\.\d+ \[[+-]?\d+\.\d+, [+-]?\d+\.\d+\]")  # "+0.55 [+0.43, +0.68]", as prose prints
 
 
 @dataclass
@@ -76,6 +76,32 @@ def collect_models(results_dir: str | Path, models_dir: str | Path, chapters: li
     """The site's model (`results_dir`) first, then every model under `models_dir/<label>/results`, by label."""
     others = sorted(Path(models_dir).glob("*/results")) if Path(models_dir).is_dir() else []
     return [model_results(results_dir, chapters), *[model_results(folder, chapters) for folder in others]]
+
+
+GPT2_NOT_RUN = (
+    "GPT-2 was not run here: the machines that built this book cannot reach the Hugging Face hub, so no verdict on "
+    "these pages is GPT-2's. Where the hub (or a local copy) is reachable, `python -m ihlib.book --model gpt2` runs "
+    "every chapter on GPT-2, and `python -m ihlib.book --models gpt2` adds it as a column of the across-models page."
+)
+
+
+def judged_on(models: list[ModelResults]) -> Paragraph:
+    """Which models the verdicts were judged on (the book's model first), that GPT-2 was not run, and, once, the
+    curriculum caveat of every model whose training record holds one."""
+    names = [
+        f"**{m.label}**" + (" (the book's model, the pages before this one)" if i == 0 else "")
+        for i, m in enumerate(models)
+    ]
+    notes = []
+    for m in models:
+        record = training_record(m.model_name)
+        note = curriculum_note(record) if record else ""
+        if note:
+            notes.append(f"*Caveat on {m.label}: {note}.*")
+    return Paragraph(
+        f"Verdicts judged on: {', '.join(names)}; every verdict names its model. {GPT2_NOT_RUN}"
+        + "".join(f"\n\n{note}" for note in notes)
+    )
 
 
 def layer_counts(scores: HeadScores) -> list[dict[str, int]]:
@@ -135,26 +161,49 @@ def _top_cells(m: ModelResults, kind: str, top: int) -> list[str]:
     return cells + [""] * (top - len(cells))
 
 
-def key_number(text: str, details: list[str]) -> str:
-    """The verdict's key number and interval: the first "value [low, high]" its text states, else its details'
-    first; "" when it states none."""
-    for part in [text, *details]:
-        found = KEY_NUMBER.search(part)
-        if found:
-            return found.group(0)
-    return ""
+def verdict_cell(verdict: Verdict) -> str:
+    """One verdict as a cell: "label: +0.55 [+0.43, +0.68] (what it measures; the comparison)", read from its
+    structured key number (`Verdict.key`), never from its prose; the label alone without a key number."""
+    if verdict.key is None:
+        return verdict.verdict
+    return f"{verdict.verdict}: {verdict.key.formatted()} ({verdict.key.measures}; {verdict.key.comparison})"
 
 
 def verdict_cells(report: VerdictReport) -> dict[tuple[str, str], str]:
-    """One model's cells by (chapter, claim): "verdict: key [interval]", "failed" for a failed chapter."""
+    """One model's cells by (chapter, claim with its scope): `verdict_cell`, "failed" for a failed chapter."""
     cells = {}
     for chapter in report.chapters:
         if chapter in report.failed:
             cells[(chapter, FAILED_ROW)] = "failed"
         for verdict in report.verdicts.get(chapter, []):
-            key = key_number(verdict.text, verdict.details)
-            cells[(chapter, verdict.claim)] = f"{verdict.verdict}: {key}" if key else verdict.verdict
+            cells[(chapter, _claim_row(verdict))] = verdict_cell(verdict)
     return cells
+
+
+def _claim_row(verdict: Verdict) -> str:
+    """A claim's row name: the claim, and its scope in brackets when it has one."""
+    return f"{verdict.claim} [{verdict.scope}]" if verdict.scope else verdict.claim
+
+
+def verdict_labels(models: list[ModelResults]) -> dict[tuple[str, str], dict[str, str]]:
+    """Per (chapter, claim with scope): the label of each model that saved a verdict for it."""
+    labels: dict[tuple[str, str], dict[str, str]] = {}
+    for m in models:
+        for chapter in m.verdicts.chapters:
+            for verdict in m.verdicts.verdicts.get(chapter, []):
+                labels.setdefault((chapter, _claim_row(verdict)), {})[m.label] = verdict.verdict
+    return labels
+
+
+def differing_claims(models: list[ModelResults]) -> pd.DataFrame:
+    """The claims whose verdict differs between the models that judged them: one row per claim, one column per
+    model ("missing" where a model saved none; no rows when every model with a verdict agrees)."""
+    rows = [
+        {"chapter": chapter, "claim": claim, **{m.label: per_model.get(m.label, "missing") for m in models}}
+        for (chapter, claim), per_model in verdict_labels(models).items()
+        if len(set(per_model.values())) > 1
+    ]
+    return pd.DataFrame(rows, columns=["chapter", "claim", *[m.label for m in models]])
 
 
 def verdicts_table(models: list[ModelResults]) -> Styler:
@@ -176,6 +225,19 @@ def verdicts_table(models: list[ModelResults]) -> Styler:
     return _styled(pd.DataFrame(rows, columns=["chapter", "claim", *per_model]))
 
 
+def verdict_lines(m: ModelResults) -> list[str]:
+    """One Markdown bullet per verdict of one model, from its structured fields (the README's summary is this):
+    "claim (scope): **label**; key number: what it measures (comparison) value [low, high]"."""
+    lines = []
+    for chapter in m.verdicts.chapters:
+        if chapter in m.verdicts.failed:
+            lines.append(f"- {chapter}: **failed** (no verdict)")
+        for v in m.verdicts.verdicts.get(chapter, []):
+            key = f"; {v.key.measures} ({v.key.comparison}): {v.key.formatted()}" if v.key else ""
+            lines.append(f"- {v.claim}: **{v.verdict}** on {v.model or m.label}{key}")
+    return lines
+
+
 def across_record(models: list[ModelResults]) -> dict:
     """JSON-friendly summary saved beside the page: per model, its head counts per layer and the verdict cells."""
     return {
@@ -189,6 +251,12 @@ def across_record(models: list[ModelResults]) -> dict:
                 "scores": m.scores_status,
                 "layer_counts": layer_counts(m.scores) if m.scores is not None else None,
                 "verdicts": {" / ".join(key): cell for key, cell in verdict_cells(m.verdicts).items()},
+                "key_numbers": [
+                    {"chapter": chapter, "model": v.model, "claim": v.claim, "scope": v.scope, "verdict": v.verdict}
+                    | ({"key": v.key.record()} if v.key else {})
+                    for chapter, found in m.verdicts.verdicts.items()
+                    for v in found
+                ],
             }
             for m in models
         ],

@@ -65,6 +65,30 @@ def trained_on(record: dict) -> str:
     return f"a synthetic language (Markov words, recurring names, copied spans), plus {share:.0%} rows of {copies}"
 
 
+def curriculum_note(record: dict) -> str:
+    """Say how a training record's curriculum shaped where heads could learn to copy ("" without a curriculum)."""
+    config = record.get("train_config") or {}
+    phases = config.get("silence_phases")
+    if not phases:
+        return ""
+    copy_heads, every = config.get("copy_heads"), config.get("all_heads_copy_from")
+    heads = (
+        f"only heads 0-{copy_heads - 1} of each layer learned from the copy rows until step {every}, and "
+        if (copy_heads and every)
+        else ""
+    )
+    switched = "; ".join(
+        f"from step {step}: "
+        + (" or ".join("layer(s) " + ", ".join(map(str, group)) for group in groups if group) or "none")
+        for step, groups in phases
+    )
+    return (
+        f"its head layout was shaped by its training curriculum: {heads}layers were switched off on the copy rows "
+        f"in turn ({switched}), which decided where induction heads could form; a model that grew them from its "
+        "data alone may place them differently, as GPT-2 does"
+    )
+
+
 def roles_by_layer(scores: HeadScores) -> pd.DataFrame:
     """Count the heads of each layer per role (`head_table`), one row per layer; the heads listed."""
     return pd.DataFrame(head_table(scores).rows())

@@ -20,7 +20,7 @@ COLORS = {
     "random baseline": "tab:red",
     "common subspace": "tab:blue",
     "random subspace": "tab:gray",
-    "own top directions": "tab:orange",
+    "energy-matched": "tab:orange",
     "cross-layer shuffle": "tab:cyan",
     "other heads of these layers, shuffled": "tab:green",
     "random heads of these layers": "tab:pink",
@@ -193,8 +193,8 @@ def plot_projection(result: ProjectionResult) -> dict[str, plt.Figure]:
     action = "Projecting out" if result.project_out else "Keeping only"
     where = "W_K" if result.component == "QK" else "W_O"
     title = (
-        f"{action} the common subspace of IHs' W_QK ({'cross-fitted' if result.cross_fit else 'in-sample'}) in "
-        f"{where} of {len(result.heads)} heads,\nvs a random subspace and each head's own top directions; "
+        f"{action} the common subspace of IHs' W_QK (fitted: {result.fitting}) in "
+        f"{where} of {len(result.heads)} heads,\nvs a random subspace and an energy-matched one per head; "
         f"mean and 95% band over {result.settings.n_exp} repetitions"
     )
     return {result.name: plot_rank_sweep(result.ranks, result.summary, title)}

@@ -7,23 +7,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from ihlib.claims.diagonal import DiagonalControls, DiagonalJudgement
-from ihlib.claims.projection import FOLDS, KILLED, SUBSPACES, ProjectionJudgement, ProjectionResult
+from ihlib.claims.shuffle_conditions import ALIKE
 from ihlib.claims.shuffling import (
     CONDITIONS,
-    ONE_REPETITION,
     ControlledShuffleJudgement,
     ShuffleControls,
     ShuffleSweep,
     repetition_intact,
+    repetition_words,
 )
 from ihlib.claims.subspaces import JUDGED, PRIMARY_CONTROL, ControlsJudgement, SubspaceControls
-from ihlib.claims.verdicts import Verdict
+from ihlib.claims.verdicts import KeyNumber, Verdict
 from ihlib.core.circuits import STATISTICS, CompositionScores
 from ihlib.core.copying import per_repetition
 from ihlib.core.stats import Effect, Interval, mean_ci, read_error_change
 from ihlib.heads.scoring import HeadScores
 from ihlib.heads.selection import counting_heads, head_role
-from ihlib.model.head_ids import head_label, head_labels
+from ihlib.model.head_ids import head_label
 from ihlib.report.formatting import format_interval
 
 
@@ -72,16 +72,41 @@ def shuffle_claim(component: str, kind: str) -> str:
     return f"Claim 3 ({component} of {kind} heads)"
 
 
-def projection_claim(component: str) -> str:
-    """Claim 4's name for one component ("QK" or "OV")."""
-    return f"Claim 4 ({component}: {_target_heads(component)})"
-
-
 LARGE_RULE = "heads resampled 2000 times (not pairs); 'clear' = interval above 0 and Cohen's d >= 0.8"
 
 
-def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
-    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, and absent controls."""
+WEIGHT_SCOPE = "direct weight path (W_qk, W_ov; no layer norm, no biases)"
+SECONDARY = ("k_composition", "token_wins")  # claim 1's other statistics, reported beside the judged z-score
+
+
+def effect_key(effect: Effect, measures: str) -> KeyNumber:
+    """A claim's key number from one effect: listed minus control pair means with the head-resampled interval."""
+    comparison = f"listed pairs minus {effect.control} pairs"
+    return KeyNumber(measures, comparison, Interval(effect.difference, effect.low, effect.high))
+
+
+def _secondary_lines(result: DiagonalControls | None) -> list[str]:
+    """Claim 1's secondary statistics (K-composition, token-basis rate): how many controls each clears, and its
+    effect over random composable pairs; reported, not judged."""
+    lines = []
+    for stat in SECONDARY:
+        effects = result.effects.get(stat, {}) if result is not None else {}
+        if not effects:
+            continue
+        clear = [name for name, e in effects.items() if e.clear]
+        against = "; ".join(f"vs {name}: {effect_text(e)}" for name, e in effects.items())
+        lines.append(
+            f"Secondary (reported, not judged), {STATISTICS[stat]}: clears {len(clear)} of {len(effects)} "
+            f"controls ({', '.join(clear) or 'none'}); {against}."
+        )
+    return lines
+
+
+def diagonal_verdict(
+    judgement: DiagonalJudgement, *, secondary: DiagonalControls | None = None, model: str = ""
+) -> Verdict:
+    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, absent controls, and,
+    from `secondary` (the chapter's `DiagonalControls`), the K-composition and token-basis statistics beside it."""
     claim = DIAGONAL_CLAIM
     j = judgement
     if j.n_pairs == 0 or not j.effects:
@@ -90,14 +115,19 @@ def diagonal_verdict(judgement: DiagonalJudgement) -> Verdict:
             if j.n_pairs == 0
             else ("there is no random composable pair of unlisted heads to compare with")
         )
-        return Verdict(claim, "not tested", f"Nothing to compare: {why}.", caveat="not tested on this model")
+        text = f"Nothing to compare: {why}."
+        return Verdict(claim, "not tested", text, caveat="not tested on this model", model=model, scope=WEIGHT_SCOPE)
     clear = [name for name, e in j.effects.items() if e.clear]
     text = (
-        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score that clears {len(clear)} of the "
-        f"{len(j.effects)} controls that exist here ({', '.join(clear) or 'none'}); mean difference and 95% interval, "
-        f"{LARGE_RULE}:"
+        f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score (the seed's statistic, the one "
+        f"judged) that clears {len(clear)} of the {len(j.effects)} controls that exist here "
+        f"({', '.join(clear) or 'none'}); mean difference and 95% interval, {LARGE_RULE}:"
     )
-    return Verdict(claim, j.label, text, _effect_lines(j.effects, j.absent), caveat=_weight_caveat(j.absent))
+    details = _effect_lines(j.effects, j.absent) + _secondary_lines(secondary)
+    primary = j.effects.get("random composable") or next(iter(j.effects.values()))
+    key = effect_key(primary, STATISTICS[j.statistic])
+    caveat = _weight_caveat(j.absent)
+    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
 
 
 def _weight_caveat(absent: dict[str, str]) -> str:
@@ -132,19 +162,51 @@ def diagonal_what_we_see(result: DiagonalControls, judgement: DiagonalJudgement)
     )
 
 
-def matching_verdict(judgement: ControlsJudgement) -> Verdict:
-    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control."""
+def _rank_lines(results: list[SubspaceControls]) -> list[str]:
+    """Per judged comparison and rank, how many controls the rank's "mean" score clears, and which."""
+    lines = []
+    for result in results:
+        if result.mode == "SH x SH":
+            continue
+        parts, cleared = [], []
+        for r in result.ranks:
+            effects = result.effects.get(f"mean@{r}", {})
+            clear = [name for name, e in effects.items() if e.clear]
+            cleared.append(bool(clear))
+            parts.append(f"r = {r}: clears {len(clear)} of {len(effects)} ({', '.join(clear) or 'none'})")
+        line = f"{result.mode} per rank (reported beside the rank average): " + "; ".join(parts) + "."
+        if result.ranks and not cleared[0]:
+            line += f" At the smallest rank compared, r = {result.ranks[0]}, the {result.mode} match clears no control."
+        lines.append(line)
+    return lines
+
+
+def matching_verdict(
+    judgement: ControlsJudgement, *, per_rank: list[SubspaceControls] = (), model: str = ""
+) -> Verdict:
+    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control, and, from
+    `per_rank` (the chapter's `SubspaceControls`), how each rank fares on its own."""
     lines = []
     for mode, effects in judgement.effects.items():
         judged = "" if mode != "SH x SH" else " (reported, not judged)"
         lines.append(f"{mode}{judged}: {judgement.labels[mode]}.")
         lines += [f"{mode}: {line}" for line in _effect_lines(effects, judgement.absent[mode])]
+    ranked = _rank_lines(list(per_rank))
+    lines += ranked
+    weak = [line.rsplit(". At the smallest rank compared, ", 1)[1] for line in ranked if "clears no control" in line]
+    rank_note = f" Rank by rank, not only on average: at {'; at '.join(weak)}" if weak else ""
     text = (
         f"Judged on one number per pair, the {JUDGED} (correlated settings count once), in IH x SH and IH x IH; "
-        f"{LARGE_RULE}:"
+        f"{LARGE_RULE}.{rank_note} Each comparison against each control:"
     )
     absent = {name: why for found in judgement.absent.values() for name, why in found.items()}
-    return Verdict(SUBSPACE_CLAIM, judgement.label, text, lines, caveat=_weight_caveat(absent))
+    mode = "IH x SH" if "IH x SH" in judgement.effects else next(iter(judgement.effects), None)
+    effects = judgement.effects.get(mode, {}) if mode else {}
+    primary = effects.get(PRIMARY_CONTROL[mode]) if mode else None
+    key = effect_key(primary, f"subspace match ({JUDGED}), {mode}") if primary else None
+    caveat = _weight_caveat(absent)
+    label = judgement.label
+    return Verdict(SUBSPACE_CLAIM, label, text, lines, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
 
 
 def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
@@ -165,6 +227,9 @@ def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJud
     )
 
 
+SHUFFLE_SCOPE = "top-1 copying on repeated random tokens, weights exchanged between heads"
+
+
 def shuffle_verdict(
     controls: ShuffleControls,
     judgement: ControlledShuffleJudgement,
@@ -174,22 +239,36 @@ def shuffle_verdict(
     fraction: float,
     margin: float,
     tolerance: float,
+    model: str = "",
 ) -> Verdict:
-    """Claim 3's verdict for one component: every control's error change, the judged comparison, and the sweep's
-    redundancy, heads beyond the counting ones, and spread of single repetitions."""
+    """Claim 3's verdict for one component: every control's error change and P(correct), the judged comparison,
+    how alike the edited heads attend, distinct exchanges, and the sweep's redundancy, heads beyond the counting
+    ones, and spread of single repetitions."""
     component, kind, j = controls.component, controls.kind, judgement
     claim = shuffle_claim(component, kind)
     layers = ", ".join(map(str, controls.layers))
+    summary = controls.summary
     changes = "; ".join(
-        f"{c}: {format_interval(change, signed=True)}" for c, change in (j.changes or {}).items() if c != "original"
+        f"{c}: {format_interval(change, signed=True)} (P(correct) {format_interval(Interval.of(summary[c]['prob']))})"
+        for c, change in (j.changes or {}).items()
+        if c != "original"
     )
+    unedited = Interval.of(summary["original"]["prob"])
     text = (
         f"Editing the {component} of the {len(controls.heads)} {kind} heads (layer(s) {layers}) changes the top-1 "
-        f"copying error by: {changes}. A change breaks copying when its 95% interval lies above +{tolerance:.2f}, "
-        f"is harmless when it lies below. Reading: {j.why}"
+        f"copying error by: {changes} (unedited P(correct) {format_interval(unedited)}). A change breaks copying "
+        f"when its 95% interval lies above +{tolerance:.2f}, is harmless when it lies below, and is unclear "
+        f"otherwise. Reading: {j.why}"
     )
     details = [f"No '{c}' control on this model: {why}." for c, why in controls.absent.items()]
     details.append(f"Judged: '{j.test}' against '{j.reference}'." if j.test else "Nothing judged.")
+    details += [repetition_words(controls, c) for c in ("shuffle", "cross-layer shuffle") if c in controls.pairs]
+    if controls.distances:
+        alike = ", ".join(f"{pair} {d:.3f}" for pair, d in controls.distances.items())
+        details.append(
+            f"How alike the edited heads of one layer attend (mean total variation of their attention on the "
+            f"copying sequences; at most {ALIKE} counts as alike): {alike}."
+        )
     real = counting_heads(scores, kind, fraction=fraction, margin=margin)
     n_k = len(sweep.Ks)
     readings = {
@@ -201,23 +280,34 @@ def shuffle_verdict(
     if beyond:
         details.append(beyond)
     details.append(_variance_line(sweep))
-    where = "one layer, backed by a same-layer control" if len(controls.layers) == 1 else "heads in several layers"
+    where = "one layer" if len(controls.layers) == 1 else "heads in several layers"
     caveats = {
-        "not informative": f"could not fail here: {kind} heads in one layer with no same-layer control that breaks.",
+        "not informative": f"could not fail here ({where}): see the reading.",
         "not tested": "not tested on this model.",
     }
-    caveat = caveats.get(j.label, f"random tokens repeated; {where}.")
-    return Verdict(claim, j.label, text, details, caveat=caveat)
+    caveat = caveats.get(j.label, f"random tokens repeated; {where}; judged on the {j.test}.")
+    if j.test and controls.distinct.get(j.test) == 1 and controls.settings.n_exp > 1:
+        caveat += f" The {controls.settings.n_exp} repetitions of the {j.test} all use one and the same exchange."
+    key = None
+    if j.test and j.changes:
+        key = KeyNumber("change in top-1 copying error", f"{j.test} minus original", j.changes[j.test])
+    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=SHUFFLE_SCOPE, key=key)
 
 
 def shuffle_what_we_see(results: list[ShuffleControls], judgements: dict[str, ControlledShuffleJudgement]) -> Paragraph:
-    """A paragraph from the numbers: per component, the shuffle against its controls and the label."""
+    """A paragraph from the numbers: per component, every condition's error and P(correct), and the label."""
     parts = []
     for result in results:
         j = judgements[result.component]
-        errors = ", ".join(f"{c} {format_interval(Interval.of(result.summary[c]['err']))}" for c in result.summary)
+        errors = ", ".join(
+            f"{c} {format_interval(Interval.of(result.summary[c]['err']))} "
+            f"(P(correct) {format_interval(Interval.of(result.summary[c]['prob']))})"
+            for c in result.summary
+        )
         layers = ", ".join(map(str, result.layers))
-        parts.append(f"{result.component} ({result.kind} heads, layer(s) {layers}): error {errors}; **{j.label}**")
+        parts.append(
+            f"{result.component} ({result.kind} heads, layer(s) {layers}): top-1 error {errors}; **{j.label}**"
+        )
     return Paragraph("**What we see.** " + ". ".join(parts) + ".")
 
 
@@ -283,99 +373,6 @@ def _variance_line(sweep: ShuffleSweep) -> str:
         f"{values.max():.2f}; the mean of the {sweep.settings.n_exp} repetitions is {float(stats['mean']):.2f} ± "
         f"{half:.2f} (95%). One repetition, as in the seed, can land anywhere in that range."
     )
-
-
-def _projection_sentence(result: ProjectionResult, rank: int | None) -> str:
-    """One sentence on one projection run: where it decides, with errors and energies of every condition there."""
-    summary = result.summary
-    where = "keys (W_K)" if result.component == "QK" else "outputs (W_O)"
-    heads = f"the {len(result.heads)} heads' {where}"
-    if result.project_out:
-        action, success = f"Projecting it out of {heads}", "breaks copying (more than each head's own top directions)"
-    else:
-        action, success = f"Keeping only it in {heads}", "keeps copying intact"
-    shown = result.ranks.index(rank or result.ranks[-1])
-    numbers = ", ".join(
-        f"{s} error {format_interval(Interval.of(summary[s]['err'], shown))} "
-        f"({result.energy[s][shown]:.0%} of the energy "
-        f"{result.energy_word})"
-        for s in SUBSPACES
-    )
-    if rank is None:
-        return (
-            f"{action} never {success} at two consecutive ranks where a random subspace does the opposite, up to "
-            f"rank {result.ranks[-1]} (there: {numbers})."
-        )
-    unedited = format_interval(Interval.of(summary["common subspace"]["err"], 0))
-    return (
-        f"{action} first {success} at ranks {rank} and the next one swept, where a random subspace does the "
-        f"opposite (at rank {rank}: {numbers}; unedited {unedited})."
-    )
-
-
-def _target_heads(component: str) -> str:
-    """Name where a component's projection acts: IH keys or shifting-head outputs."""
-    return "keys of induction heads" if component == "QK" else "outputs of shifting heads"
-
-
-def _fitting(result: ProjectionResult) -> str:
-    """How the subspace was fitted, in words."""
-    if not result.cross_fit:
-        return f"in-sample from the {len(result.IH_proj)} IHs (circular where they are also edited)"
-    if not any(h in result.IH_proj for h in result.heads):
-        return f"fitted on all {len(result.IH_proj)} IHs, none of which is edited (nothing to cross-fit)"
-    fitted = "; ".join(
-        f"{head_labels(g['edited'])} edited with the subspace of {head_labels(g['fitted_on'])}" for g in result.plan
-    )
-    return f"cross-fitted in {FOLDS} folds ({fitted})"
-
-
-def projection_verdict(
-    runs: dict[bool, ProjectionResult], judgement: ProjectionJudgement, *, tolerance: float
-) -> Verdict:
-    """Claim 4's verdict for one component in words; `runs` maps project_out (True, False) to the result."""
-    claim = projection_claim(judgement.component)
-    out = runs[True]
-    if out.untested or runs[False].untested:
-        return Verdict(claim, "not tested", f"Nothing to edit: {judgement.why}", caveat="not tested on this model.")
-    killed = (
-        f"Projecting out kills copying (mean error >= {KILLED}) from rank {judgement.killed}"
-        if judgement.killed is not None
-        else f"Projecting out never kills copying (mean error >= {KILLED})"
-    )
-    text = (
-        f"The common subspace: top right singular directions of stacked W_QK of IHs, {_fitting(out)}. "
-        + " ".join(_projection_sentence(runs[o], judgement.decisive[o]) for o in (True, False))
-        + f" {killed}; the error levels off at {judgement.plateau:.2f} over the upper half of the ranks."
-    )
-    details = [f"Not read: {ONE_REPETITION}"] if out.settings.n_exp < 2 else []
-    if judgement.why and out.settings.n_exp >= 2:
-        details.append(f"Capped at partly supported: {judgement.why}")
-    details += [
-        f"A change in top-1 error counts as breaking copying when its 95% interval lies above +{tolerance:.2f}, "
-        "as harmless when it lies below. Correction for scanning ranks: a rank decides only when the next swept "
-        f"rank decides too. {out.settings.n_exp} repetitions of {out.settings.batch_size} sequences."
-    ]
-    caveat = f"energy-matched by each head's own top directions; {'cross-fitted' if out.cross_fit else 'in-sample'}."
-    if judgement.killed is None:
-        caveat = f"copying is never killed (plateau {judgement.plateau:.2f}); " + caveat
-    return Verdict(claim, judgement.label, text, details, caveat=caveat)
-
-
-def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str, ProjectionJudgement]) -> Paragraph:
-    """A paragraph from the numbers: per edit, the errors of every condition at the largest rank, and the labels."""
-    parts = []
-    for result in results:
-        if result.untested:
-            parts.append(
-                f"{result.component} {'out' if result.project_out else 'keep'}: not tested ({result.untested})"
-            )
-            continue
-        errors = ", ".join(f"{s} {float(result.summary[s]['err']['mean'][-1]):.2f}" for s in SUBSPACES)
-        action = "project out" if result.project_out else "keep only"
-        parts.append(f"{result.component} {action}, rank {result.ranks[-1]}: error {errors}")
-    labels = ", ".join(f"{c}: **{j.label}**" for c, j in judgements.items())
-    return Paragraph("**What we see.** " + "; ".join(parts) + f". Verdicts: {labels}.")
 
 
 def composition_sentence(result: CompositionScores, IH_list: list, Shifting_list: list) -> Paragraph:

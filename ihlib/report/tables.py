@@ -214,6 +214,7 @@ def projection_table(results: list[ProjectionResult], *, tolerance: float = 0.1)
         i = result.ranks.index(shown)
         row = {
             "edit": _edit_name(result),
+            "fitting": result.fitting,
             "heads edited": len(result.heads),
             "unedited error": format_interval(Interval.of(summary["common subspace"]["err"], 0)),
             "first decisive rank": rank if rank is not None else f"none up to {result.ranks[-1]}",
@@ -224,8 +225,37 @@ def projection_table(results: list[ProjectionResult], *, tolerance: float = 0.1)
         for s in SUBSPACES:
             row[f"error: {s}"] = format_interval(Interval.of(summary[s]["err"], i))
             row[f"energy {result.energy_word}: {s}"] = round(result.energy[s][i], 2)
+        if result.overlap:
+            row["overlap with the common subspace: energy-matched"] = round(result.overlap["energy-matched"][i], 2)
+        bad = [str(r) for r, heads in zip(result.ranks, result.uninformative, strict=True) if heads]
+        row["ranks not informative"] = ", ".join(bad) or "none"
         rows.append(row)
     return pd.DataFrame(rows).set_index("edit")
+
+
+def fitting_table(results: list[ProjectionResult]) -> pd.DataFrame:
+    """The fitting schemes side by side, one row per (edit, scheme) and swept rank: top-1 error of the common
+    subspace and of its energy-matched control, the share of energy they remove (or keep) and their overlap."""
+    rows = []
+    for result in results:
+        if result.untested:
+            continue
+        summary = result.summary
+        for i, rank in enumerate(result.ranks[1:], start=1):
+            bad = result.uninformative[i] if result.uninformative else []
+            rows.append(
+                {
+                    "edit": _edit_name(result),
+                    "fitting": result.fitting,
+                    "rank": rank,
+                    "error: common subspace": format_interval(Interval.of(summary["common subspace"]["err"], i)),
+                    "error: energy-matched": format_interval(Interval.of(summary["energy-matched"]["err"], i)),
+                    f"energy {result.energy_word}": round(result.energy["common subspace"][i], 2),
+                    "overlap": round(result.overlap["energy-matched"][i], 2),
+                    "not informative for": ", ".join(head_label(*h) for h in bad),
+                }
+            )
+    return pd.DataFrame(rows).set_index(["edit", "fitting", "rank"])
 
 
 def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairGroup] | None = None) -> pd.DataFrame:

@@ -14,21 +14,34 @@ import torch
 from conftest import random_gpt2
 
 from ihlib.claims.projection import (
+    SUBSPACES,
     ProjectionResult,
     common_subspace,
     decisive_rank,
-    edit_plan,
     head_energy,
     judge_projection,
     killed_rank,
     plateau,
     project,
 )
+from ihlib.claims.projection_controls import (
+    FITTINGS,
+    available_fittings,
+    edit_plan,
+    energy_matrix,
+    energy_share,
+    fitting_unavailable,
+    least_leakage,
+    matched_subspace,
+    overlap,
+)
+from ihlib.claims.shuffle_conditions import ALIKE
 from ihlib.claims.shuffling import (
     ShuffleControls,
     ShuffleSweep,
     intact_heads,
     judge_shuffle_controls,
+    repetition_words,
     shuffle,
     shuffle_controls,
     shuffle_sweep,
@@ -46,9 +59,10 @@ from ihlib.model.loading import transformer_of
 from ihlib.model.weights import head_weights, qk
 from ihlib.report.formatting import format_interval
 from ihlib.report.plots_experiments import plot_repetitions, plot_stack_energy
+from ihlib.report.projection_sentences import fitting_words, projection_verdict
 from ihlib.report.saving import save_result
-from ihlib.report.sentences import projection_verdict, shuffle_verdict
-from ihlib.report.tables import projection_table, repetition_table, selection_table, shuffle_table
+from ihlib.report.sentences import shuffle_verdict
+from ihlib.report.tables import fitting_table, projection_table, repetition_table, selection_table, shuffle_table
 
 SEG, VOCAB, BATCH = 6, 97, 4
 HEADS = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
@@ -237,20 +251,69 @@ def test_cross_fitted_heads_are_never_edited_with_a_subspace_they_helped_fit(mod
     ]
     np.testing.assert_allclose(plan.groups[0][2].abs(), stacked_qk_svd(W, [[1, 2], [2, 3]])[1].abs(), atol=1e-12)
     lonely = project(model, W, [[1, 0]], [[1, 0]], settings=settings(n_exp=1), progress=False)
-    assert lonely.untested.startswith("only 1 IH spans the subspace") and lonely.probs == {}
+    assert "only 1 IH spans the subspace" in lonely.untested and lonely.probs == {}
 
 
-def test_own_top_directions_remove_at_least_the_common_subspace_energy_and_energy_equals_the_dense_norm(model):
+def test_leave_one_layer_out_never_edits_a_head_with_a_subspace_fitted_on_its_own_layer(model):
+    W = head_weights(model)
+    ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
+    edited = [[1, 0], [1, 2], [2, 1], [2, 3], [0, 3]]
+    plan = edit_plan(W, ih, edited, fitting="leave one layer out")
+    for heads, fitted, V in plan.groups:
+        assert {h[0] for h in heads}.isdisjoint({h[0] for h in fitted})
+        np.testing.assert_allclose(V.abs(), stacked_qk_svd(W, fitted)[1].abs(), atol=1e-12)
+    assert sorted(h for heads, _, _ in plan.groups for h in heads) == sorted(edited)
+    assert least_leakage(ih, edited) == "leave one layer out"
+    one_layer = [[1, 0], [1, 2], [1, 3]]
+    assert "no other layer to fit on" in fitting_unavailable(one_layer, one_layer, "leave one layer out")
+    assert least_leakage(one_layer, one_layer) == "alternate folds"
+    assert available_fittings(one_layer, [[0, 3]]) == list(FITTINGS)  # the edited head's layer holds no IH
+    with pytest.raises(IHLibError, match="leave one layer out cannot run here"):
+        edit_plan(W, one_layer, one_layer, fitting="leave one layer out")
+
+
+def test_energy_equals_the_dense_norm(model):
     W = head_weights(model)
     heads = [[1, 0], [2, 1]]
     P = subspace_projector(stacked_qk_svd(W, [[1, 2], [2, 3]])[1][:, :4], project_out=True)
     dense = [float(np.linalg.norm(qk(W.double(), *h).numpy() @ P.numpy(), "fro") ** 2) for h in heads]
     np.testing.assert_allclose(head_energy(W, heads, "QK", P).numpy(), dense, rtol=1e-10)
+    C = energy_matrix(W, heads[0], "QK")
+    V = stacked_qk_svd(W, [[1, 2], [2, 3]])[1][:, :4]
+    removed = 1.0 - float(head_energy(W, heads[:1], "QK", P)[0] / head_energy(W, heads[:1], "QK")[0])
+    assert energy_share(C, V) == pytest.approx(removed, rel=1e-10)
+
+
+@pytest.mark.parametrize("component", ["QK", "OV"])
+def test_the_matched_control_removes_the_common_subspace_energy_within_one_percent_at_every_rank(model, component):
+    """Per head and rank, and summed over heads in `project`: the same share, with overlap well below 1."""
+    W = head_weights(model)
     ih = [[1, 0], [1, 2], [2, 1], [2, 3]]
-    result = project(model, W, ih, heads, max_rank=8, step=4, settings=settings(n_exp=2), progress=False)
-    removed = result.energy
-    assert all(o >= c - 1e-12 for o, c in zip(removed["own top directions"], removed["common subspace"], strict=True))
-    assert removed["own top directions"][-1] == pytest.approx(1.0)  # rank 8 = d_head: the whole head
+    heads = [[1, 0], [2, 1], [0, 3]]
+    plan = edit_plan(W, ih, heads, fitting="leave one layer out")
+    for head in heads:
+        C = energy_matrix(W, head, component)
+        for rank in range(1, 9):
+            V = plan.subspace_of(head)[:, :rank]
+            matched = matched_subspace(C, V, np.random.default_rng(rank))
+            assert matched.share == pytest.approx(energy_share(C, V), rel=0.01)
+            assert matched.target == pytest.approx(energy_share(C, V))
+            assert matched.overlap == pytest.approx(overlap(V, matched.U)) and matched.overlap < 0.9
+            torch.testing.assert_close(matched.U.T @ matched.U, torch.eye(rank, dtype=torch.float64))
+    options = dict(component=component, max_rank=8, step=2, settings=settings(n_exp=2), progress=False)
+    result = project(model, W, ih, heads, **options)
+    assert result.fitting == "leave one layer out"
+    for common, matched in zip(result.energy["common subspace"], result.energy["energy-matched"], strict=True):
+        assert matched == pytest.approx(common, rel=0.01, abs=1e-12)
+    assert all(o < 0.9 for o in result.overlap["energy-matched"][1:])
+
+
+def test_a_subspace_holding_all_of_a_heads_energy_makes_the_rank_not_informative(model):
+    W = head_weights(model)
+    C = energy_matrix(W, [1, 0], "QK")
+    whole = torch.linalg.eigh(C)[1].flip(-1)[:, :8]  # d_head = 8: the head's whole range
+    matched = matched_subspace(C, whole, np.random.default_rng(0))
+    assert matched.target == pytest.approx(1.0) and not matched.informative
 
 
 def test_projection_without_heads_is_not_tested_and_says_why(model):
@@ -405,69 +468,71 @@ def synthetic_sweep(component: str, heads: list, shuffle: list, random: list, Ks
     return ShuffleSweep(component, heads, Ks, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs)
 
 
-def synthetic_controls(component: str, heads: list, others: list, means: dict, absent: dict) -> ShuffleControls:
-    """Shuffle controls over 4 repetitions with errors `means[condition] + (-0.01, 0, 0.01, 0)`."""
+def synthetic_controls(
+    component: str, heads: list, others: list, means: dict, absent: dict, distance: float = 0.5
+) -> ShuffleControls:
+    """Shuffle controls over 4 repetitions with errors `means[condition] + (-0.01, 0, 0.01, 0)`; every pair of
+    edited heads of one layer at attention distance `distance`."""
     probs, errs = synthetic_arrays({c: [m] for c, m in means.items()})
     probs, errs = {c: v[0] for c, v in probs.items()}, {c: v[0] for c, v in errs.items()}
     pairs = {c: [[]] * 4 for c in means if c != "original"}
-    return ShuffleControls(component, heads, others, CopyingSettings(n_exp=4, batch_size=2), probs, errs, pairs, absent)
+    distances = {f"{a}-{b}": distance for i, a in enumerate(heads) for b in heads[i + 1 :] if a[0] == b[0]}
+    setting = CopyingSettings(n_exp=4, batch_size=2)
+    return ShuffleControls(component, heads, others, setting, probs, errs, pairs, absent, distances)
 
 
 ONE_LAYER, TWO_LAYERS = [[1, 0], [1, 1], [1, 2]], [[1, 0], [2, 1], [1, 2], [2, 3]]
 NO_CROSS = {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
 
 
+@pytest.mark.parametrize("component", ["QK", "OV"])
 @pytest.mark.parametrize(
-    "heads, means, absent, label",
+    "heads, means, absent, distance, label, reason",
     [
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9},
-            NO_CROSS,
-            "not informative",
-        ),
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "random heads": 0.9},
-            NO_CROSS | {"other heads of these layers, shuffled": "none"},
-            "not informative",
-        ),
-        (
-            ONE_LAYER,
-            {"shuffle": 0.02, "other heads of these layers, shuffled": 0.7, "random heads of these layers": 0.9},
-            NO_CROSS,
-            "supported",
-        ),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.9}, NO_CROSS, 0.02, "not informative", "attend alike"),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.9}, NO_CROSS, 0.5, "supported", "harmless"),
+        (ONE_LAYER, {"shuffle": 0.02, "random heads": 0.12}, NO_CROSS, 0.5, "not informative", "unclear"),
+        (ONE_LAYER, {"shuffle": 0.12, "random heads": 0.9}, NO_CROSS, 0.5, "partly supported", "unclear"),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.9},
             {},
+            0.02,
             "supported",
+            "harmless",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.4, "random heads of these layers": 0.9},
             {},
+            0.5,
             "partly supported",
+            "hurt more",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.85, "random heads of these layers": 0.9},
             {},
+            0.5,
             "not supported",
+            "not clearly more",
         ),
         (
             TWO_LAYERS,
             {"shuffle": 0.02, "cross-layer shuffle": 0.02, "random heads of these layers": 0.05},
             {},
+            0.5,
             "not informative",
+            "harmless: its interval lies below",
         ),
     ],
 )
-def test_shuffle_is_judged_only_from_a_test_that_could_fail(heads, means, absent, label):
-    """One layer needs a same-layer shuffle of other heads that breaks; across layers the cross-layer shuffle counts."""
-    controls = synthetic_controls("QK", heads, [[1, 3], [2, 0]], {"original": 0.02} | means, absent)
-    assert judge_shuffle_controls(controls).label == label
+def test_shuffle_is_judged_only_from_a_test_that_could_fail(heads, means, absent, distance, label, reason, component):
+    """One rule for QK and OV: a same-layer shuffle of heads that attend alike cannot fail; across layers the
+    cross-layer shuffle counts on its own result; "unclear" is never read as harmless."""
+    controls = synthetic_controls(component, heads, [[1, 3], [2, 0]], {"original": 0.02} | means, absent, distance)
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == label and reason in judgement.why
 
 
 def test_identical_same_layer_heads_give_not_informative(model):
@@ -479,14 +544,44 @@ def test_identical_same_layer_heads_give_not_informative(model):
         for part in range(3):
             block = attn.c_attn.weight[:, part * twin.config.n_embd : (part + 1) * twin.config.n_embd]
             block.copy_(block[:, :d_head].repeat(1, twin.config.n_head))
+            bias = attn.c_attn.bias[part * twin.config.n_embd : (part + 1) * twin.config.n_embd]
+            bias.copy_(bias[:d_head].repeat(twin.config.n_head))
         attn.c_proj.weight.copy_(attn.c_proj.weight[:d_head].repeat(twin.config.n_head, 1))
     settings = CopyingSettings(seg_len=8, rep=3, batch_size=4, n_exp=3, vocab_size=50)
     controls = shuffle_controls(twin, [[1, 0], [1, 1]], component="QK", exclude=[], settings=settings, progress=False)
     assert controls.absent == {"cross-layer shuffle": "the edited heads all sit in layer(s) 1"}
     for condition in ("shuffle", "other heads of these layers, shuffled"):
         np.testing.assert_array_equal(controls.errs[condition], controls.errs["original"])
+    assert controls.distances == {"L1H0-L1H1": pytest.approx(0.0, abs=1e-6)}
     judgement = judge_shuffle_controls(controls)
-    assert judgement.label == "not informative" and "share layer 1" in judgement.why
+    assert judgement.label == "not informative" and "share layer 1 and attend alike" in judgement.why
+    assert controls.distinct["shuffle"] == 1  # one derangement of 2 heads: 3 repetitions, one experiment
+    assert "repeat one experiment" in repetition_words(controls, "shuffle")
+
+
+def test_near_identical_heads_attend_alike_and_make_the_shuffle_not_informative_for_that_reason(model):
+    """Two heads of one layer whose weights differ by 1e-3 noise: their attention differs by far less than ALIKE,
+    so the shuffle among them is "not informative" because they attend alike, whatever the other controls read."""
+    twin = copy.deepcopy(model)
+    attn = transformer_of(twin).h[1].attn
+    d_model, d_head = twin.config.n_embd, twin.config.n_embd // twin.config.n_head
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for part in range(3):
+            block = attn.c_attn.weight[:, part * d_model : (part + 1) * d_model]
+            block[:, d_head : 2 * d_head] = block[:, :d_head] + 1e-3 * torch.randn(d_model, d_head, generator=noise)
+            bias = attn.c_attn.bias[part * d_model : (part + 1) * d_model]
+            bias[d_head : 2 * d_head] = bias[:d_head]
+        attn.c_proj.weight[d_head : 2 * d_head] = attn.c_proj.weight[:d_head]
+    settings = CopyingSettings(seg_len=8, rep=3, batch_size=4, n_exp=3, vocab_size=50)
+    controls = shuffle_controls(twin, [[1, 0], [1, 1]], component="OV", exclude=[], settings=settings, progress=False)
+    distance = controls.distances["L1H0-L1H1"]
+    assert 0 < distance < ALIKE / 10
+    judgement = judge_shuffle_controls(controls)
+    assert judgement.label == "not informative" and "attend alike" in judgement.why
+    assert f"{distance:.3f}" in judgement.why
+    apart = shuffle_controls(model, [[1, 0], [1, 1]], component="OV", exclude=[], settings=settings, progress=False)
+    assert apart.distances["L1H0-L1H1"] > distance
 
 
 def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
@@ -502,7 +597,7 @@ def test_cross_layer_shuffles_never_keep_a_head_in_its_layer():
 def test_shuffle_verdict_names_controls_redundancy_the_heads_beyond_and_the_spread(ranked_scores, tmp_path):
     sweep = synthetic_sweep("QK", ranked_scores.IH_list, [0.02, 0.02, 0.6], [0.05, 0.9, 0.9], [2, 3, 4])
     means = {"original": 0.02, "shuffle": 0.02, "other heads of these layers, shuffled": 0.03, "random heads": 0.9}
-    controls = synthetic_controls("QK", ranked_scores.IH_list[:3], [[1, 3]], means, NO_CROSS)
+    controls = synthetic_controls("QK", ranked_scores.IH_list[:3], [[1, 3]], means, NO_CROSS, distance=0.05)
     judgement = judge_shuffle_controls(controls)
     verdict = shuffle_verdict(controls, judgement, sweep, ranked_scores, fraction=0.5, margin=0.1, tolerance=0.1)
     text = " ".join(verdict.details)
@@ -525,12 +620,29 @@ def synthetic_projection(
     component: str, project_out: bool, common: list, random: list, own: list | None = None
 ) -> ProjectionResult:
     """A projection result over ranks 0, 4, 8, 12 (rank 0 = unedited), 4 repetitions."""
-    own = own if own is not None else [0.02] * len(RANKS)
-    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random, "own top directions": own})
+    own = own if own is not None else [0.02 if project_out else 0.9] * len(RANKS)
+    probs, errs = synthetic_arrays({"common subspace": common, "random subspace": random, "energy-matched": own})
     setting = CopyingSettings(n_exp=4, batch_size=2)
     heads, ih = [[1, 0], [1, 1]], [[1, 0], [1, 1], [1, 2]]
-    energy = {s: [0.0, 0.3, 0.5, 0.7] for s in ("common subspace", "random subspace", "own top directions")}
-    return ProjectionResult(component, project_out, ih, heads, RANKS, setting, probs, errs, energy, [], True)
+    energy = {s: [0.0, 0.3, 0.5, 0.7] for s in SUBSPACES}
+    overlaps = {s: [0.0, 0.2, 0.3, 0.4] for s in SUBSPACES}
+    return ProjectionResult(
+        component,
+        project_out,
+        ih,
+        heads,
+        RANKS,
+        setting,
+        probs,
+        errs,
+        energy,
+        [],
+        True,
+        None,
+        "alternate folds",
+        overlaps,
+        [[] for _ in RANKS],
+    )
 
 
 def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_matched_controls():
@@ -560,9 +672,19 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     assert capped["OV"].label == "partly supported" and "never kills copying" in capped["OV"].why
     verdict = projection_verdict({True: runs[2], False: runs[3]}, judgements["OV"], tolerance=0.1)
     assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
+    plan = [{"edited": [[1, 0]], "fitted_on": [[1, 1], [1, 2]]}, {"edited": [[1, 1]], "fitted_on": [[1, 0]]}]
+    leaky = replace(runs[0], plan=plan)
+    words = fitting_words(leaky)
+    assert words.startswith("cross-fitted in 2 alternate folds (L1H0 edited with the subspace of L1H1, L1H2;")
+    leak = "leaks through same-layer siblings: L1H0, L1H1 got a subspace fitted on IHs of their own layer"
+    assert words.endswith(leak + ", which read the same residual")
+    side_by_side = fitting_table(runs[:4])
+    assert len(side_by_side) == 4 * 3 and side_by_side["overlap"].max() == pytest.approx(0.4)
     table = projection_table(runs[:4])
     assert table["first decisive rank"].tolist() == [4, 8, 4, "none up to 12"]
-    assert table.loc["OV: keep only in W_O", "energy kept: own top directions"] == pytest.approx(0.7)
+    assert table.loc["OV: keep only in W_O", "energy kept: energy-matched"] == pytest.approx(0.7)
+    assert verdict.key.comparison == "common subspace minus energy-matched control"
+    assert verdict.key.value.mean == pytest.approx(0.5 - 0.02)  # OV out at its decisive rank 4
     with pytest.raises(IHLibError, match="both a project-out and a keep-only run for QK"):
         judge_projection(runs[:1])
 

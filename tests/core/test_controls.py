@@ -132,6 +132,15 @@ def test_a_planted_copying_subspace_is_supported_by_claim_1_and_random_weights_a
     assert "supported" not in labels
     verdict = diagonal_verdict(planted)
     assert verdict.verdict == "supported" and len(verdict.details) == 3
+    W_E = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    controls = diagonal_controls(planted_weights(0), IH, SH, W_E=W_E, n_boot=500)
+    with_secondary = diagonal_verdict(judge_diagonal(controls), secondary=controls, model="planted")
+    secondary = [line for line in with_secondary.details if line.startswith("Secondary")]
+    assert len(secondary) == 2 and "K-composition" in secondary[0] and "token-basis rate" in secondary[1]
+    primary = controls.effects["z"]["random composable"]
+    assert with_secondary.key.value.mean == pytest.approx(primary.difference)
+    assert with_secondary.key.comparison == "listed pairs minus random composable pairs"
+    assert with_secondary.model == "planted" and with_secondary.scope.startswith("direct weight path")
 
 
 def test_a_planted_shared_subspace_is_supported_by_claim_2_and_none_is_not():
@@ -151,3 +160,11 @@ def test_a_planted_shared_subspace_is_supported_by_claim_2_and_none_is_not():
     assert "supported" not in labels
     verdict = matching_verdict(planted)
     assert verdict.verdict == "supported" and any(line.startswith("IH x IH: supported") for line in verdict.details)
+    random_results, random_judgement = judged(random_weights(0))
+    per_rank = matching_verdict(random_judgement, per_rank=random_results).details
+    ranked = [line for line in per_rank if "per rank" in line]
+    assert [line.split(" per rank")[0] for line in ranked] == ["IH x SH", "IH x IH"]
+    assert all("r = 2:" in line and "r = 4:" in line for line in ranked)
+    smallest = results[0].effects["mean@2"]
+    assert all(e.clear for e in smallest.values())  # planted: every control cleared at r = 2, so no warning line
+    assert not any("clears no control" in line for line in matching_verdict(planted, per_rank=results).details)

@@ -8,16 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ihlib.claims.verdicts import KeyNumber, Verdict
+from ihlib.core.stats import Interval
 from ihlib.heads.scoring import HeadScores
 from ihlib.model.errors import IHLibError
 from ihlib.report.across_models import (
     SEED_COLUMN,
     across_record,
     collect_models,
+    differing_claims,
     heads_table,
-    key_number,
+    judged_on,
     layer_counts,
     top_heads_table,
+    verdict_lines,
     verdicts_table,
 )
 from ihlib.report.saving import save_result
@@ -46,8 +50,10 @@ def write_model(folder: Path, label: str, verdicts: dict[str, list[dict]], faile
     return folder
 
 
-def claim(name: str, verdict: str, text: str) -> dict:
-    return {"claim": name, "verdict": verdict, "text": text, "details": []}
+def claim(name: str, verdict: str, text: str, key: tuple[float, float, float] | None = None) -> dict:
+    """A saved verdict record; `key` (mean, low, high) becomes its structured key number."""
+    number = KeyNumber("error change", "shuffle minus original", Interval(*key)) if key else None
+    return Verdict(name, verdict, text, model="m", scope="top-1 copying", key=number).record()
 
 
 @pytest.fixture
@@ -57,8 +63,8 @@ def build(tmp_path: Path) -> Path:
         tmp_path / "source" / "results",
         "ihlib-copy",
         {
-            "01_diagonal": [claim("Claim 1", "supported", "difference +0.55 [+0.43, +0.68] (d = 5.1)")],
-            "03_shuffling": [claim("Claim 3 (QK)", "partly supported", "error change by +0.02 [-0.01, +0.05]")],
+            "01_diagonal": [claim("Claim 1", "supported", "prose +9.99 [+9.99, +9.99]", (0.55, 0.43, 0.68))],
+            "03_shuffling": [claim("Claim 3 (QK)", "partly supported", "text", (0.02, -0.01, 0.05))],
         },
     )
     write_model(
@@ -66,7 +72,7 @@ def build(tmp_path: Path) -> Path:
         "small",
         {
             "01_diagonal": [claim("Claim 1", "not supported", "no interval stated")],
-            "03_shuffling": [claim("Claim 3 (QK)", "supported", "an old verdict +0.90 [+0.80, +1.00]")],
+            "03_shuffling": [claim("Claim 3 (QK)", "supported", "an old verdict", (0.9, 0.8, 1.0))],
         },
         failed=("03_shuffling",),
     )
@@ -93,10 +99,11 @@ def test_a_failed_chapter_reads_failed_never_its_old_verdict(build):
     """The other model's chapter 3 left FAILED.json beside an old verdict: its cells say "failed"."""
     table = verdicts_table(collect_models(build / "source" / "results", build / "models", CHAPTERS)).data
     rows = {row["claim"]: row for row in table.to_dict("records")}
-    assert rows["Claim 1"]["ihlib-copy"] == "supported: +0.55 [+0.43, +0.68]"
-    assert rows["Claim 1"]["small"] == "not supported"
-    assert rows["Claim 3 (QK)"]["ihlib-copy"] == "partly supported: +0.02 [-0.01, +0.05]"
-    assert rows["Claim 3 (QK)"]["small"] == "failed"
+    measured = " (error change; shuffle minus original)"
+    assert rows["Claim 1 [top-1 copying]"]["ihlib-copy"] == "supported: +0.55 [+0.43, +0.68]" + measured
+    assert rows["Claim 1 [top-1 copying]"]["small"] == "not supported"
+    assert rows["Claim 3 (QK) [top-1 copying]"]["ihlib-copy"] == "partly supported: +0.02 [-0.01, +0.05]" + measured
+    assert rows["Claim 3 (QK) [top-1 copying]"]["small"] == "failed"
     assert len(table) == 2
 
 
@@ -129,16 +136,23 @@ def test_the_seed_column_holds_the_printed_gpt2_heads(build):
         top_heads_table(models, top=11)
 
 
-@pytest.mark.parametrize(
-    ("text", "details", "expected"),
-    [
-        ("changes the error by +0.02 [-0.01, +0.05] (unedited 0.00 [0.00, 0.01])", [], "+0.02 [-0.01, +0.05]"),
-        ("no interval here", ["difference 0.55 [0.43, 0.68]"], "0.55 [0.43, 0.68]"),
-        ("median z 1.2 against 0.3", ["a 95% interval"], ""),
-    ],
-)
-def test_the_key_number_is_the_first_interval_the_verdict_states(text, details, expected):
-    assert key_number(text, details) == expected
+def test_the_page_shows_the_key_number_the_verdict_carries_not_a_number_from_its_prose(build):
+    """The cell and the saved record hold the structured key number (0.55 [0.43, 0.68]), never the prose's 9.99."""
+    models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
+    verdict = models[0].verdicts.verdicts["01_diagonal"][0]
+    cell = verdicts_table(models).data.set_index("claim").loc["Claim 1 [top-1 copying]", "ihlib-copy"]
+    assert verdict.key.formatted() == "+0.55 [+0.43, +0.68]" and verdict.key.formatted() in cell
+    assert "9.99" not in cell
+    saved = json.loads(json.dumps(across_record(models)))["models"][0]["key_numbers"][0]
+    assert saved["key"]["value"] == {"mean": 0.55, "low": 0.43, "high": 0.68}
+    assert saved["model"] == "m" and saved["scope"] == "top-1 copying"
+
+
+def test_claims_that_differ_between_models_are_listed_side_by_side(build):
+    models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
+    table = differing_claims(models).to_dict("records")
+    row = {"chapter": "01_diagonal", "claim": "Claim 1 [top-1 copying]"}
+    assert table == [row | {"ihlib-copy": "supported", "small": "not supported"}]
 
 
 def test_tables_show_no_pandas_index_and_the_record_is_json(build):
@@ -153,3 +167,27 @@ def test_tables_show_no_pandas_index_and_the_record_is_json(build):
 def test_a_missing_results_folder_is_named(tmp_path):
     with pytest.raises(IHLibError, match="does not exist: run the book first"):
         collect_models(tmp_path / "nothing", tmp_path / "models", CHAPTERS)
+
+
+def test_the_pages_name_the_models_say_gpt2_was_not_run_and_state_the_curriculum_caveat_once(tmp_path):
+    """The default embedded model's training record holds a curriculum; the copy model's does not."""
+    write_model(tmp_path / "results", "ihlib-language", {})
+    (tmp_path / "results" / "model.json").write_text(json.dumps({"label": "ihlib-language", "model_name": None}))
+    write_model(tmp_path / "models" / "ihlib-copy" / "results", "ihlib-copy", {})
+    text = judged_on(collect_models(tmp_path / "results", tmp_path / "models", CHAPTERS)).text
+    assert "**ihlib-language** (the book's model" in text and "**ihlib-copy**" in text
+    assert "GPT-2 was not run here" in text and "python -m ihlib.book --model gpt2" in text
+    assert text.count("training curriculum") == 1 and "Caveat on ihlib-language" in text
+
+
+def test_the_readme_summary_lines_carry_the_structured_key_numbers(build):
+    models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
+    lines = verdict_lines(models[0])
+    assert lines[0] == ("- Claim 1: **supported** on m; error change (shuffle minus original): +0.55 [+0.43, +0.68]")
+    assert verdict_lines(models[1])[-1] == "- 03_shuffling: **failed** (no verdict)"
+
+
+def test_a_key_number_that_rounds_to_zero_prints_without_a_minus_sign():
+    key = KeyNumber("error change", "shuffle minus original", Interval(-0.0004, -0.0021, 0.0013))
+    assert key.formatted() == "+0.00 [+0.00, +0.00]"
+    assert KeyNumber("m", "c", Interval(0.5, float("nan"), float("nan"))).formatted() == "+0.50 (no interval)"

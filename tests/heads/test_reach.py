@@ -1,0 +1,31 @@
+"""The reach of shifting heads: the first unbroken run of previous-token attention, and the sentences about it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ihlib.core.copying import CopyingSettings
+from ihlib.heads.reach import LookBack
+from ihlib.report.reach_sentences import copying_reach_paragraph
+
+
+def reach_of(previous: list[float]) -> LookBack:
+    """One head with the given previous-token attention per query position (position 0 undefined)."""
+    return LookBack([[0, 0]], np.array([[np.nan, *previous]]), seg_len=4, rep=3, batch_size=1)
+
+
+def test_reach_is_the_end_of_the_first_run_and_later_returns_are_listed():
+    result = reach_of([0.9, 0.8, 0.7, 0.2, 0.1, 0.9, 0.95, 0.3])
+    assert result.reach(0) == 3 and result.returns(0) == [6, 7]
+    assert reach_of([0.9] * 8).reach(0) == 8 and reach_of([0.1, 0.9]).reach(0) == 0
+    two = LookBack([[0, 0], [0, 1]], np.array([[np.nan, 0.9, 0.9, 0.1], [np.nan, 0.9, 0.1, 0.1]]), 2, 2, 1)
+    assert two.farthest == ([0, 0], 2) and two.common_reach == 1
+
+
+def test_the_copying_sentence_says_which_positions_lie_beyond_the_reach():
+    settings = CopyingSettings(seg_len=20, rep=3, batch_size=2, n_exp=2, vocab_size=50)
+    result = LookBack([[0, 0]], np.array([[np.nan] + [0.9] * 49 + [0.1] * 76]), seg_len=42, rep=3, batch_size=1)
+    text = copying_reach_paragraph(result, settings, "m").text
+    beyond = int((settings.positions() > 49).sum())
+    assert "up to query position 49" in text and "60-token sequences" in text
+    assert f"{beyond} of its {settings.positions().size} query positions" in text and "up to 39, within" in text
