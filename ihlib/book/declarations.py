@@ -89,6 +89,7 @@ PARAMETER_RULES: dict[str, Rule] = {
     "max_rank": COUNT,
     "step": COUNT,
     "cross_fit": Rule(bool),
+    "compare_fittings": Rule(bool),
 }
 
 

@@ -136,11 +136,17 @@ def _sums(factors: HeadFactors, u: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return tuple(W[:, out].double() @ (u @ W[:, into].double()).unsqueeze(-1) for into, out in ((Q, K), (V, O)))
 
 
+SPREAD_RTOL = 1e-4  # a std below this share of the entries' root mean square is rounding (float32 sums)
+
+
 def _zscore(products: dict, qk_sum: torch.Tensor, ov_sum: torch.Tensor, d: int) -> torch.Tensor:
-    """Diagonal z-score from `trace`, `||M||_F^2` ("K") and `sum(M) = qk_sum . ov_sum` `(n, d)` per pair, `(n,)`."""
+    """Diagonal z-score from `trace`, `||M||_F^2` ("K") and `sum(M) = qk_sum . ov_sum` `(n, d)` per pair, `(n,)`;
+    0 where `M` has no spread beyond rounding (a zero or constant matrix has no diagonal to speak of)."""
     mean = (qk_sum * ov_sum).sum(-1) / d**2
-    std = (products["K"] / d**2 - mean**2).clamp_min(0).sqrt()
-    return (products["trace"] / d - mean) / std
+    mean_square = products["K"] / d**2
+    std = (mean_square - mean**2).clamp_min(0).sqrt()
+    spread = std > SPREAD_RTOL * mean_square.sqrt()
+    return torch.where(spread, (products["trace"] / d - mean) / torch.where(spread, std, 1.0), 0.0)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import random_gpt2
 
-from ihlib.claims import diagonal, projection, subspaces, testability
+from ihlib.claims import diagonal, projection, projection_controls, subspaces, testability
 from ihlib.core.copying import CopyingSettings, copy_accuracy
 from ihlib.core.factored import head_subspaces
 from ihlib.heads import scoring
@@ -32,7 +32,7 @@ CALLS = {
     "qkov_zscores": lambda **kw: diagonal.qkov_zscores(W, IH, SH, **{"num_samp": 10, **kw}),
     "common_subspace": lambda **kw: projection.common_subspace(W, IH, **kw),
     "rank_sweep": lambda **kw: projection.rank_sweep(**{"max_rank": 8, "step": 2, "n_available": 8, **kw}),
-    "folds": lambda **kw: projection.folds([*IH, [0, 2]], **kw),
+    "folds": lambda **kw: projection_controls.folds([*IH, [0, 2]], **kw),
     "match_subspaces": lambda **kw: subspaces.match_subspaces(
         SUBSPACES, **{"IH_list": IH, "Shifting_list": SH, "ranks": (2,), "num_samp": 5, **kw}
     ),
