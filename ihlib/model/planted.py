@@ -42,7 +42,10 @@ from ihlib.model.planted_layout import (
 PREFIX = "planted-"
 SIGMA = np.geomspace(1.15, 0.85, CODE)  # circuit spectrum over the token-code coordinates (largest first)
 JUNK_GAIN = 0.7  # singular values outside the circuit, relative to the circuit's largest (below its smallest)
-ATTENTION_GAP = 20.0  # attention logit margin (nats) of every circuit head's target key
+ATTENTION_GAP = 20.0  # attention logit margin (nats) of a positional (or shifting) head's target key
+MATCH_LOGIT = (
+    10.0  # an induction head's attention logit at a key whose previous token is the query's, per shifting head
+)
 LOGIT_SCALE = 25.0  # logit of the copied token
 NOISE = {"qk": 0.5, "v": 1.0, "o": 0.03, "fc": 1.0, "proj": 0.05}  # random weights, see `_noise_std`
 MLP_BIAS = 8.0  # pre-activation of the MLP route's neurons: GELU is the identity plus 8 there
@@ -86,6 +89,7 @@ def _config(shape: PlantedShape, name: str) -> GPT2Config:
         n_embd=shape.d_model,
         vocab_size=shape.vocab_size,
         n_positions=shape.n_positions,
+        n_inner=shape.n_inner,
         tie_word_embeddings=False,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
@@ -185,7 +189,7 @@ def _block_output(body: torch.nn.Module, x: torch.Tensor, layer: int) -> torch.T
 def _noise_std(name: str, shape: PlantedShape) -> float:
     """Std of the random weights: q/k logits ~0.5, v coordinates ~1, head and MLP outputs of norm ~0.03-0.05."""
     d = shape.d_model
-    fan = {"qk": d, "v": d, "o": D_HEAD * d, "fc": d, "proj": 4 * d * d}[name]
+    fan = {"qk": d, "v": d, "o": D_HEAD * d, "fc": d, "proj": shape.n_inner * d}[name]
     return float(NOISE[name] / np.sqrt(fan))
 
 
@@ -249,7 +253,7 @@ def _write_head(
         o[:, j] = junk
     else:
         # query . key at the exact match: sum_k sigma_k^2 tau_k^2 ~ mean(sigma^2) per shifting head (tau unit)
-        scale = np.sqrt(2 * ATTENTION_GAP * np.sqrt(D_HEAD) / float(np.mean(SIGMA**2))) / gain
+        scale = np.sqrt(MATCH_LOGIT * np.sqrt(D_HEAD) / float(np.mean(SIGMA**2))) / gain
         q[:, :CODE] = scale * bases["T"] * SIGMA
         k[:, :CODE] = scale * bases[circuit.space]
         q[:, j] = k[:, j] = scale * junk * np.sqrt(JUNK_GAIN * SIGMA[0])

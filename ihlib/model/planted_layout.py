@@ -28,11 +28,14 @@ class PlantedShape:
     vocab_size: int
     n_positions: int
     n_freq: int  # position code: n_freq sine/cosine pairs (P has 2 n_freq coordinates)
+    n_inner: int  # MLP width (GPT-2: 4 d_model; smaller in the test shape, for speed)
 
 
 SHAPES: dict[str, PlantedShape] = {
-    "tiny": PlantedShape(n_layer=4, n_head=6, d_model=384, vocab_size=2000, n_positions=128, n_freq=16),
-    "gpt2-small": PlantedShape(n_layer=12, n_head=12, d_model=768, vocab_size=50257, n_positions=1024, n_freq=32),
+    "tiny": PlantedShape(n_layer=4, n_head=6, d_model=384, vocab_size=2000, n_positions=128, n_freq=16, n_inner=256),
+    "gpt2-small": PlantedShape(
+        n_layer=12, n_head=12, d_model=768, vocab_size=50257, n_positions=1024, n_freq=32, n_inner=3072
+    ),
 }
 
 
