@@ -49,7 +49,7 @@ MATCH_LOGIT = (
 LOGIT_SCALE = 25.0  # logit of the copied token
 NOISE = {"qk": 0.5, "v": 1.0, "o": 0.03, "fc": 1.0, "proj": 0.05}  # random weights, see `_noise_std`
 MLP_BIAS = 8.0  # pre-activation of the MLP route's neurons: GELU is the identity plus 8 there
-CALIBRATION = (4, 96)  # sequences x tokens of the batch that measures the layer norms' gains
+CALIBRATION = (4, 64)  # sequences x tokens of the batch that measures the layer norms' gains
 
 
 def planted_model(variant: str = "direct", *, shape: str | PlantedShape = "tiny", seed: int = 0) -> GPT2LMHeadModel:
@@ -59,7 +59,8 @@ def planted_model(variant: str = "direct", *, shape: str | PlantedShape = "tiny"
     bases = residual_bases(shape, rng)
     code = token_code(shape.vocab_size, rng)
     positions = position_code(shape.n_positions, shape.n_freq, rng)
-    model = GPT2LMHeadModel._from_config(_config(shape, model_name(variant, shape)), attn_implementation="eager").eval()
+    config = _config(shape, model_name(variant, shape))
+    model = GPT2LMHeadModel._from_config(config, attn_implementation="eager").eval()
     calibration = torch.from_numpy(rng.integers(0, shape.vocab_size, size=CALIBRATION))
     with torch.no_grad():
         _write_noise(model, shape, torch.Generator().manual_seed(int(rng.integers(2**31))))
@@ -68,16 +69,18 @@ def planted_model(variant: str = "direct", *, shape: str | PlantedShape = "tiny"
         body.wpe.weight.copy_(_t(positions @ bases["P"].T))
         heads = placed(plan, shape)
         junk = {(layer, head): bases["D"][:, i * JUNK : (i + 1) * JUNK] for i, (layer, head, _) in enumerate(heads)}
+        x = body.wte(calibration) + body.wpe(torch.arange(calibration.shape[1]))  # residual entering layer 0
         for layer in range(shape.n_layer):
-            gain = layer_norm_gain(model, calibration, layer)
             for l, h, circuit in heads:
                 if l == layer:
-                    _write_head(model, l, h, circuit, bases, junk[(l, h)], positions, gain)
+                    _write_head(model, l, h, circuit, bases, junk[(l, h)], positions, layer_norm_gain(x))
+            block = body.h[layer]
+            x = x + block.attn(block.ln_1(x))[0]
             if plan.mlp_layer is not None and plan.mlp_layer * (shape.n_layer // 4) == layer:
-                _write_mlp_route(model, layer, bases, layer_norm_gain(model, calibration, layer, after_attention=True))
+                _write_mlp_route(model, layer, bases, layer_norm_gain(x))
+            x = x + block.mlp(block.ln_2(x))
         copies = sum(c.role in (IH, POS) for *_, c in heads) / (2 if plan.name == "two-circuits" else 1)
-        final_gain = layer_norm_gain(model, calibration, shape.n_layer)
-        model.lm_head.weight.copy_(_t(LOGIT_SCALE / (final_gain * copies) * code @ bases["O"].T))
+        model.lm_head.weight.copy_(_t(LOGIT_SCALE / (layer_norm_gain(x) * copies) * code @ bases["O"].T))
     return model
 
 
@@ -169,21 +172,9 @@ def position_margin(positions: np.ndarray, steps: int) -> float:
     return float(1.0 - overlap.max())
 
 
-def layer_norm_gain(model: GPT2LMHeadModel, ids: torch.Tensor, layer: int, *, after_attention: bool = False) -> float:
-    """`sqrt(d_model) / median residual norm` entering block `layer`'s layer norm on `ids` (n_layer: the final one)."""
-    body = model.transformer
-    hidden = body(ids, output_hidden_states=True).hidden_states  # the last one has the final layer norm applied
-    x = _block_output(body, hidden[layer - 1], layer - 1) if layer == len(body.h) else hidden[layer]
-    if after_attention:
-        x = x + body.h[layer].attn(body.h[layer].ln_1(x))[0]
+def layer_norm_gain(x: torch.Tensor) -> float:
+    """`sqrt(d_model) / median norm` of residuals `x` `(..., d_model)`: what layer norm (gain 1) multiplies them by."""
     return float(np.sqrt(x.shape[-1]) / x.norm(dim=-1).median())
-
-
-def _block_output(body: torch.nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
-    """The residual after block `layer`, from its input `x` (before the final layer norm)."""
-    block = body.h[layer]
-    x = x + block.attn(block.ln_1(x))[0]
-    return x + block.mlp(block.ln_2(x))
 
 
 def _noise_std(name: str, shape: PlantedShape) -> float:
