@@ -10,7 +10,8 @@ norm's measured gain on a calibration batch, so that attention is sharp and ever
 - Shifting head: query `R_1 pi_i`, key `pi_j` (sharp at `j = i - 1`); value `sigma * tau`, output into S1.
 - Induction head: query `sigma * tau_i`, key reads S1 (or S2), value `tau`, output into O.
 - Positional head (variant "no-composition"): query `R_24 pi_i`, key `pi_j`; value `tau`, output into O.
-- Unembedding (untied) reads O: `lm_head[u] = gamma * tau_u` in O.
+- Unembedding (untied) reads O: `lm_head[u] = gamma * tau_u` in O, plus a random direct path from T (logits of
+  std `PRIOR_LOGIT` given the current token), so that a copy weakened by an edit loses to it, as in trained models.
 - Outside the circuit: each circuit head carries `JUNK` coordinates that read (and write) its own dead block
   of D, with singular values `JUNK_GAIN` x the circuit's largest (below its smallest), as trained heads carry
   energy outside the directions their inputs use.
@@ -43,10 +44,10 @@ PREFIX = "planted-"
 SIGMA = np.geomspace(1.15, 0.85, CODE)  # circuit spectrum over the token-code coordinates (largest first)
 JUNK_GAIN = 0.7  # singular values outside the circuit, relative to the circuit's largest (below its smallest)
 ATTENTION_GAP = 20.0  # attention logit margin (nats) of a positional (or shifting) head's target key
-MATCH_LOGIT = (
-    10.0  # an induction head's attention logit at a key whose previous token is the query's, per shifting head
-)
+MATCH_LOGIT = 10.0  # an induction head's attention logit at a key whose previous token is the query's, per SH
 LOGIT_SCALE = 25.0  # logit of the copied token
+PRIOR_LOGIT = 2.0  # std of a random direct-path logit per (current token, next token): what a weak copy competes with
+CIRCUIT_NOISE = 0.05  # circuit heads keep this share of the random weights (so no weight product is exactly 0)
 NOISE = {"qk": 0.5, "v": 1.0, "o": 0.03, "fc": 1.0, "proj": 0.05}  # random weights, see `_noise_std`
 MLP_BIAS = 8.0  # pre-activation of the MLP route's neurons: GELU is the identity plus 8 there
 CALIBRATION = (4, 64)  # sequences x tokens of the batch that measures the layer norms' gains
@@ -80,7 +81,9 @@ def planted_model(variant: str = "direct", *, shape: str | PlantedShape = "tiny"
                 _write_mlp_route(model, layer, bases, layer_norm_gain(x))
             x = x + block.mlp(block.ln_2(x))
         copies = sum(c.role in (IH, POS) for *_, c in heads) / (2 if plan.name == "two-circuits" else 1)
-        model.lm_head.weight.copy_(_t(LOGIT_SCALE / (layer_norm_gain(x) * copies) * code @ bases["O"].T))
+        final_gain = layer_norm_gain(x)
+        prior = rng.standard_normal((shape.vocab_size, CODE)) @ bases["T"].T * PRIOR_LOGIT / final_gain
+        model.lm_head.weight.copy_(_t(LOGIT_SCALE / (final_gain * copies) * code @ bases["O"].T + prior))
     return model
 
 
@@ -207,15 +210,14 @@ def _factor_columns(circuit: CircuitHead) -> np.ndarray:
 
 
 def _set_head(model: GPT2LMHeadModel, layer: int, head: int, **parts: np.ndarray) -> None:
-    """Overwrite head `[layer, head]`'s `q`, `k`, `v` `(d_model, d_head)` and `o` (`W_o^T`, same shape) given."""
+    """Write head `[layer, head]`: `q`, `k`, `v` `(d_model, d_head)`, `o` (`W_o^T`) on `CIRCUIT_NOISE` x its noise."""
     attn = model.transformer.h[layer].attn
     d = model.config.n_embd
     cols = slice(head * D_HEAD, (head + 1) * D_HEAD)
     for index, name in enumerate("qkv"):
-        if name in parts:
-            attn.c_attn.weight[:, index * d :][:, cols].copy_(_t(parts[name]))
-    if "o" in parts:
-        attn.c_proj.weight[cols, :].copy_(_t(parts["o"].T))
+        weights = attn.c_attn.weight[:, index * d :][:, cols]
+        weights.mul_(CIRCUIT_NOISE).add_(_t(parts[name]))
+    attn.c_proj.weight[cols, :].mul_(CIRCUIT_NOISE).add_(_t(parts["o"].T))
 
 
 def _write_head(
