@@ -40,7 +40,7 @@ class ChapterOptions:
     n_exp_shuffle: int = 4  # chapter 3: 10
     n_exp_projection: int = 3  # chapter 4: 5
     max_rank: int = 64
-    step: int = 16  # chapter 4: 8
+    step: int = 8
     cross_fit: bool = True
     tolerance: float = 0.1
 
