@@ -15,7 +15,17 @@ from ihlib.model.planted_truth import CLAIMS, TRUTH
 
 _RESULTS: dict = {}
 
-ISSUE_19 = {}
+OWN_TOP = (
+    "issue 19: projecting out never decides because the control 'own top directions' is the common subspace itself "
+    "here (each head's top directions are the circuit's, by construction); an energy-matched control can be beaten"
+)
+ISSUE_19 = {
+    ("direct", "projection QK"): OWN_TOP,
+    ("direct", "projection OV"): OWN_TOP,
+    ("one-layer", "projection QK"): OWN_TOP,
+    ("one-layer", "projection OV"): OWN_TOP,
+    ("mlp", "projection QK"): OWN_TOP,
+}
 
 
 def judged(variant: str):
