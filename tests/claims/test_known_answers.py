@@ -21,9 +21,7 @@ OWN_TOP = (
 )
 ISSUE_19 = {
     ("direct", "projection QK"): OWN_TOP,
-    ("direct", "projection OV"): OWN_TOP,
     ("one-layer", "projection QK"): OWN_TOP,
-    ("one-layer", "projection OV"): OWN_TOP,
     ("mlp", "projection QK"): OWN_TOP,
 }
 
