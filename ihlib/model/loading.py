@@ -11,6 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, GPT2Model, PretrainedConfi
 
 from ihlib.model.errors import ModelLoadError, ParameterError
 from ihlib.model.finite import check_finite_weights
+from ihlib.model.planted import planted_model, planted_name
 
 EMBEDDED_DIR = Path(__file__).parents[1] / "training" / "data"  # the embedded models' weights and training records
 EMBEDDED_MODELS: dict[str, Path] = {
@@ -55,6 +56,9 @@ def load_model(name: str | Path | None = None, device: str | torch.device = "aut
     missing or unexpected tensors or weights that are not finite, raise `ModelLoadError` naming them.
     """
     target = resolve_device(device)
+    planted = planted_name(str(name)) if name is not None else None
+    if planted is not None:
+        return planted_model(planted[0], shape=planted[1]).to(target).eval()
     source = str(embedded_dir(name) or name)
     check_local_source(source)
     check_architecture(source, _config_dict(source, str(name)))
