@@ -150,8 +150,13 @@ class LanguageTrainConfig(ModelTrainConfig):
         return self.copy_rows(step).detached
 
 
-ADAPTIVE = LanguageTrainConfig(  # phases end on measured induction (the fixed-step fields set to no effect)
-    steps=5000, copy_only_steps=0, all_heads_copy_from=None, silence_phases=(), phases=MEASURED_PHASES
+ADAPTIVE = LanguageTrainConfig(  # phases end on measured induction (the fixed-step fields set to no effect);
+    steps=5000,  # a position table of sine waves 3x larger than the shipped recipe's, to ease the previous-token step
+    position_init_scale=0.1,
+    copy_only_steps=0,
+    all_heads_copy_from=None,
+    silence_phases=(),
+    phases=MEASURED_PHASES,
 )
 RECIPES = {"shipped": LanguageTrainConfig(), "adaptive": ADAPTIVE}
 
