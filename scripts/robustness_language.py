@@ -72,6 +72,7 @@ def _best_by_layer(checkpoints: list[dict]) -> list[dict]:
         {
             "step": c["step"],
             "loss": c["loss"],
+            "phase": c.get("phase"),
             "induction_by_layer": [round(max(row), 3) for row in c["induction"]],
             "shifting_by_layer": [round(max(row), 3) for row in c["shifting"]],
         }

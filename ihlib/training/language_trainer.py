@@ -252,14 +252,9 @@ def train_language(
         if clock is not None:
             clock.update(step, scores.induction)
         if step % cfg.checkpoint_every == 0:
-            checkpoints.append(
-                {
-                    "step": step,
-                    "loss": loss,
-                    "induction": scores.induction.tolist(),
-                    "shifting": scores.shifting.tolist(),
-                }
-            )
+            phase = {"phase": clock.current.name} if clock is not None else {}
+            kinds = {"induction": scores.induction.tolist(), "shifting": scores.shifting.tolist()}
+            checkpoints.append({"step": step, "loss": loss, **phase, **kinds})
             if on_checkpoint is not None:
                 on_checkpoint(checkpoints)
 

@@ -70,7 +70,10 @@ def test_only_the_heads_meant_to_become_induction_heads_count_for_the_condition(
 def test_a_phase_ends_at_its_cap_when_its_condition_never_holds():
     clock = PhaseClock((FIRST, SECOND), copy_heads=1)
     assert [clock.at(step).name for step in (0, 9, 10, 11)] == ["layer 1", "layer 1", "mixed", "mixed"]
-    assert clock.history == [{"phase": "layer 1", "step": 0, "why": "start"}, {"phase": "mixed", "step": 10, "why": "cap"}]
+    assert clock.history == [
+        {"phase": "layer 1", "step": 0, "why": "start"},
+        {"phase": "mixed", "step": 10, "why": "cap"},
+    ]
 
 
 def test_a_group_of_layers_is_met_by_an_induction_head_in_any_of_its_layers():
@@ -110,6 +113,7 @@ def test_a_phased_run_records_its_phases_and_is_bitwise_reproducible():
     second, _ = train_language(TINY, progress=False)
     assert [(entry["phase"], entry["step"]) for entry in log["phases"]][0] == ("layer 1", 0)
     assert log["phases"][-1]["step"] <= 3 and [c["step"] for c in log["checkpoints"]] == [0, 2, 4, 6]
+    assert log["checkpoints"][0]["phase"] == "layer 1" and log["checkpoints"][-1]["phase"] == "mixed"
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
 
