@@ -192,6 +192,7 @@ def save(model: GPT2LMHeadModel, cfg: ModelTrainConfig, log: dict, out_dir: Path
         "log": log,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernels: results differ between levels
         **(extra or {}),
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))

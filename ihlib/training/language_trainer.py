@@ -7,6 +7,11 @@ and documents of `synthetic_language` (loss on every token). On the copy rows on
 layer run (until `all_heads_copy_from`), and `silence_phases` switches whole layers off there by step, so that
 induction forms in two layers while the other heads learn only the language. Head scores are recorded at
 checkpoints, so the phase changes are on file. Other curricula are tried in `scripts/sweep_language.py`.
+
+`--recipe adaptive` trains the measured curriculum instead (`ADAPTIVE`, `ihlib.training.curriculum.MEASURED_PHASES`):
+its phases end when the heads meant to become induction heads reach an induction score (or at a cap), not at fixed
+steps; `scripts/robustness_language.py` runs it over seeds and perturbed arithmetic. Every run ends by printing the
+targets it missed (`LanguageModelReport.missed_targets`).
 """
 
 from __future__ import annotations
