@@ -1,11 +1,12 @@
 """Robustness runs of a language-model recipe: seeds, and the same seeds under perturbed arithmetic.
 
 Usage: python scripts/robustness_language.py OUT_DIR [--recipe adaptive] [--seeds 0 1 2 3 4]
-           [--kinds plain threads2 nudge] [--workers 2] [--steps N]
+           [--kinds plain threads2 nudge avx2] [--workers 2] [--steps N]
 Each run is one process (`nice`, 1 thread unless its kind says 2) writing OUT_DIR/<kind>_s<seed>.json as it goes
 (phase changes, per-layer best scores every checkpoint) and, when done, its evaluation and the targets it missed.
 `OUT_DIR/summary.json` then counts, per kind, the runs that met each target. Kinds: "plain" (1 thread), "threads2"
-(2 threads: another summation order) and "nudge" (initial weights nudged by Gaussian noise of std 1e-6).
+(2 threads: another summation order), "nudge" (initial weights nudged by Gaussian noise of std 1e-6) and "avx2"
+(ATen's AVX2 kernels on a CPU that has AVX-512: the arithmetic of a CPU without it).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import time
 from pathlib import Path
 
 KINDS = {
-    "plain": {"threads": 1, "nudge": 0.0},
-    "threads2": {"threads": 2, "nudge": 0.0},
-    "nudge": {"threads": 1, "nudge": 1e-6},
+    "plain": {"threads": 1, "nudge": 0.0, "env": {}},
+    "threads2": {"threads": 2, "nudge": 0.0, "env": {}},
+    "nudge": {"threads": 1, "nudge": 1e-6, "env": {}},
+    "avx2": {"threads": 1, "nudge": 0.0, "env": {"ATEN_CPU_CAPABILITY": "avx2"}},
 }
 TARGETS = (
     "induction heads in at least 2 layers",
@@ -56,6 +58,7 @@ def run_one(recipe: str, kind: str, seed: int, steps: int | None, out_dir: Path)
     path = out_dir / f"{kind}_s{seed}.json"
     head = {"name": path.stem, "recipe": recipe, "kind": kind, "seed": seed, "threads": settings["threads"]}
     head |= {"nudge": settings["nudge"], "cpu": cpu_model(), "torch": torch.__version__, "steps": cfg.steps}
+    head |= {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
     def progress(checkpoints: list[dict]) -> None:
         path.write_text(json.dumps({**head, "finished": False, "checkpoints": _best_by_layer(checkpoints)}))
@@ -117,7 +120,7 @@ def main() -> None:
     while queue or running:
         while queue and len(running) < args.workers:
             kind, seed = queue.pop(0)
-            env = {**os.environ, "OMP_NUM_THREADS": str(KINDS[kind]["threads"])}
+            env = {**os.environ, "OMP_NUM_THREADS": str(KINDS[kind]["threads"]), **KINDS[kind]["env"]}
             command = ["nice", "-n", "5", sys.executable, __file__, str(args.out), "--recipe", args.recipe]
             command += ["--one", kind, str(seed)] + ([] if args.steps is None else ["--steps", str(args.steps)])
             log = (args.out / f"{kind}_s{seed}.log").open("w")
