@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -22,20 +21,46 @@ from ihlib.model.loading import COPY_MODEL_DIR, new_model
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Architecture and optimisation settings of the embedded copy model."""
+class ModelTrainConfig:
+    """Architecture and optimisation settings shared by both trainers (defaults: the language model's)."""
 
     vocab_size: int = 512
     n_positions: int = 128
     n_embd: int = 128
-    n_layer: int = 3
+    n_layer: int = 4
     n_head: int = 8
+    steps: int = 4000
+    batch_size: int = 32
+    seq_len: int = 128
+    lr: float = 1e-3
+    warmup: int = 200
+    weight_decay: float = 0.05
+
+    def gpt2_config(self) -> GPT2Config:
+        """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
+        return GPT2Config(
+            vocab_size=self.vocab_size,
+            n_positions=self.n_positions,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(ModelTrainConfig):
+    """Architecture, copy-task and optimisation settings of the embedded copy model."""
+
+    n_layer: int = 3
     steps: int = 3000
     batch_size: int = 64
     seq_len: int = 96
-    lr: float = 1e-3
     warmup: int = 100
-    weight_decay: float = 0.05
     min_seg: int = 4
     max_seg: int = 30
     max_prefix: int = 8
@@ -52,21 +77,6 @@ class TrainConfig:
                 f"do not fit twice in seq_len={self.seq_len}: need 2 <= min_seg <= max_seg and "
                 "max_prefix + 2 * max_seg <= seq_len."
             )
-
-    def gpt2_config(self) -> GPT2Config:
-        """Return the GPT-2 architecture config (no dropout, tied unembedding)."""
-        return GPT2Config(
-            vocab_size=self.vocab_size,
-            n_positions=self.n_positions,
-            n_embd=self.n_embd,
-            n_layer=self.n_layer,
-            n_head=self.n_head,
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
 
 
 def training_batch(cfg: TrainConfig, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,7 +135,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> tuple[GPT2LMHeadModel, dic
 
 def optimise(
     model: GPT2LMHeadModel,
-    cfg: TrainConfig | Any,
+    cfg: ModelTrainConfig,
     batch_loss: Callable[[int], torch.Tensor],
     *,
     progress: bool = True,
@@ -165,7 +175,7 @@ def _checkpoint(model: GPT2LMHeadModel, on_checkpoint: Callable[[int, float], No
     model.train()
 
 
-def _lr_factor(step: int, cfg: TrainConfig) -> float:
+def _lr_factor(step: int, cfg: ModelTrainConfig) -> float:
     """Linear warm-up then cosine decay to 10% of the peak learning rate."""
     if step < cfg.warmup:
         return (step + 1) / cfg.warmup
@@ -173,7 +183,7 @@ def _lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(frac * torch.pi)).item())
 
 
-def save(model: GPT2LMHeadModel, cfg: Any, log: dict, out_dir: Path, *, extra: dict | None = None) -> None:
+def save(model: GPT2LMHeadModel, cfg: ModelTrainConfig, log: dict, out_dir: Path, *, extra: dict | None = None) -> None:
     """Write the weights (safetensors), the HF config, and the training config, log and `extra` to `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -182,6 +192,7 @@ def save(model: GPT2LMHeadModel, cfg: Any, log: dict, out_dir: Path, *, extra: d
         "log": log,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # ATen's kernels: results differ between levels
         **(extra or {}),
     }
     (out_dir / "training.json").write_text(json.dumps(record, indent=1))
