@@ -4,16 +4,28 @@ test when the direct write carries most)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from ihlib.claims.verdicts import Verdict
 from ihlib.core.mlp_route import RouteWeights
 from ihlib.core.stats import Interval
+from ihlib.model.loading import AnyGPT2, model_label
 from ihlib.report.formatting import format_interval
 from ihlib.report.sentences import Paragraph
-from ihlib.tools.route_shares import CONDITIONS, CarryingRoute, RouteAnalysis
+from ihlib.tools.route_shares import (
+    CONDITIONS,
+    DEFAULT_SETTINGS,
+    CarryingRoute,
+    RouteAnalysis,
+    carrying_route,
+    route_analysis,
+)
+from ihlib.tools.routes import PatchSettings
 
 SAME_TEST_SCOPE = "route that carries copying: the direct weight path (the same test as the seed's)"
 ROUTE_WORDS = ("The shifting heads' direct write", "Their part of the MLPs", "Neither route (the rest)")
@@ -83,3 +95,64 @@ def route_verdict(verdict: Verdict, carrying: CarryingRoute) -> Verdict:
         )
         caveat = "a linearisation of the MLP averaged over one batch, not the seed's weight product; " + verdict.caveat
     return replace(verdict, text=f"{lead} {verdict.text}", caveat=caveat)
+
+
+def _pairs(heads: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """Head ids as a tuple of `(layer, head)` tuples."""
+    return tuple((int(layer), int(head)) for layer, head in heads)
+
+
+def saved_carrying_route(
+    folder: str | Path, model: str, IH_list: Sequence[Sequence[int]], Shifting_list: Sequence[Sequence[int]]
+) -> CarryingRoute | None:
+    """The `CarryingRoute` that chapter 1 saved in `folder` (`carrying_route.json`) for `model` and these heads;
+    None when there is none, or when it was saved for another model or other heads."""
+    path = Path(folder) / f"{CarryingRoute.name}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    heads = (_pairs(record.get("IH_list", [])), _pairs(record.get("Shifting_list", [])))
+    if record.get("model") != model or heads != (_pairs(IH_list), _pairs(Shifting_list)):
+        return None
+    shares = {key: Interval(**record[key]) for key in ("direct", "through_mlps")}
+    return CarryingRoute(
+        model, record["route"], **shares, mlp_layer=int(record["mlp_layer"]), IH_list=heads[0], Shifting_list=heads[1]
+    )
+
+
+def carrying_route_of(
+    folder: str | Path,
+    model: AnyGPT2,
+    IH_list: Sequence[Sequence[int]],
+    Shifting_list: Sequence[Sequence[int]],
+    *,
+    settings: PatchSettings = DEFAULT_SETTINGS,
+    n_boot: int = 1000,
+) -> CarryingRoute:
+    """The carrying route chapter 1 saved in `folder` for this model and heads, else measured here
+    (`route_analysis`: `(1 + n_conditions) * (1 + n_IH_layers)` forwards)."""
+    saved = saved_carrying_route(folder, model_label(model), IH_list, Shifting_list)
+    if saved is not None:
+        return saved
+    return carrying_route(route_analysis(model, IH_list, Shifting_list, settings=settings, n_boot=n_boot))
+
+
+def projection_route_reading(carrying: CarryingRoute) -> Paragraph:
+    """Chapter 4's projection read in the light of the route shares: an edit of a shifting head's `W_o` cuts the
+    direct write and every MLP route downstream at once, so it cannot tell the routes apart."""
+    shares = (
+        f"the shifting heads' direct write carries {format_interval(carrying.direct, signed=True)} of copying and "
+        f"their part of the MLPs {format_interval(carrying.through_mlps, signed=True)} (chapter 1)"
+    )
+    where = (
+        "most of copying arrives by the direct write, the route the weight products of claims 1 and 2 describe"
+        if carrying.is_direct
+        else f"most of copying arrives through the MLPs (MLP{carrying.mlp_layer} the most), a route the seed's weight "
+        "product W_qk W_ov leaves out"
+    )
+    return Paragraph(
+        f"**Which route the OV edits cut.** On {carrying.model} {shares}: {where}. An OV edit changes what the "
+        "shifting heads write for every later reader, so it removes both routes at once; whether it breaks copying "
+        "says whether the directions it removes carry the previous token, not by which route. The QK edits act only "
+        "on the IHs' keys and read the previous token from wherever it arrives."
+    )

@@ -221,25 +221,37 @@ def route_analysis(
 class CarryingRoute:
     """The route that carries more of copying by its Shapley share (`route`: `DIRECT` or `THROUGH_MLPS`; a tie goes
     to `DIRECT`), both shares (mean, low, high), and `mlp_layer`: the MLP whose shifting-head part alone costs the
-    most copying (the only one when a single MLP lies between the shifting heads and the IHs)."""
+    most copying (the only one when a single MLP lies between the shifting heads and the IHs); `model` and the heads
+    the analysis was run on."""
 
+    model: str
     route: str
     direct: Interval
     through_mlps: Interval
     mlp_layer: int
+    IH_list: tuple[Pair, ...] = ()
+    Shifting_list: tuple[Pair, ...] = ()
+    name = "carrying_route"
 
     @property
     def is_direct(self) -> bool:
         """True when the direct write carries at least as much copying as the MLPs: the route test is the direct one."""
         return self.route == DIRECT
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The two shares `(2, 3)`: direct, through the MLPs; mean, low, high."""
+        return {"shares": np.array([list(vars(self.direct).values()), list(vars(self.through_mlps).values())])}
+
     def record(self) -> dict:
         """JSON-friendly form."""
         return {
+            "model": self.model,
             "route": self.route,
             "direct": vars(self.direct),
             "through_mlps": vars(self.through_mlps),
             "mlp_layer": self.mlp_layer,
+            "IH_list": [list(pair) for pair in self.IH_list],
+            "Shifting_list": [list(pair) for pair in self.Shifting_list],
         }
 
 
@@ -258,7 +270,8 @@ def carrying_route(analysis: RouteAnalysis) -> CarryingRoute:
     """Which route carries more of copying (`CarryingRoute`), from the Shapley shares of `analysis`."""
     direct, through = analysis.copying_share(0), analysis.copying_share(1)
     route = THROUGH_MLPS if through.mean > direct.mean else DIRECT
-    return CarryingRoute(route, direct, through, costliest_mlp(analysis))
+    layer = costliest_mlp(analysis)
+    return CarryingRoute(analysis.model, route, direct, through, layer, analysis.IH_list, analysis.Shifting_list)
 
 
 def carrying_route_weights(

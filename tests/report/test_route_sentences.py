@@ -10,7 +10,16 @@ from route_models import route_model
 from ihlib.claims.verdicts import Verdict
 from ihlib.core.mlp_route import mlp_route_weights
 from ihlib.model.weights import head_weights
-from ihlib.report.route_sentences import SAME_TEST_SCOPE, route_scope, route_summary, route_verdict
+from ihlib.report.route_sentences import (
+    SAME_TEST_SCOPE,
+    carrying_route_of,
+    projection_route_reading,
+    route_scope,
+    route_summary,
+    route_verdict,
+    saved_carrying_route,
+)
+from ihlib.report.saving import save_result
 from ihlib.report.sentences import WEIGHT_SCOPE
 from ihlib.tools.route_shares import carrying_route, carrying_route_weights, route_analysis
 from ihlib.tools.routes import PatchSettings
@@ -59,3 +68,20 @@ def test_the_summary_gives_each_routes_share_of_copying_and_the_cost(known):
     assert f"direct write carries {direct} [" in text
     assert f"Cost: {analysis.forwards} batched forwards of 30 sequences" in text
     assert ("through the direct write" in text) == (route == "direct")
+
+
+def test_the_saved_carrying_route_reads_back_for_its_model_and_heads_only(known, tmp_path):
+    route, model, analysis = known
+    carrying = carrying_route(analysis)
+    save_result(carrying, tmp_path)
+    heads = ([(1, 0)], [(0, 0)])
+    assert saved_carrying_route(tmp_path, carrying.model, *heads) == carrying
+    assert saved_carrying_route(tmp_path, "another model", *heads) is None
+    assert saved_carrying_route(tmp_path, carrying.model, [(1, 1)], [(0, 0)]) is None
+    assert saved_carrying_route(tmp_path / "missing", carrying.model, *heads) is None
+    text = projection_route_reading(carrying)._repr_markdown_()
+    assert f"direct write carries {carrying.direct.mean:+.2f} [" in text and "both routes at once" in text
+    assert ("leaves out" in text) == (route == "mlp")
+    assert carrying_route_of(tmp_path, model, *heads) == carrying  # read back, no forward
+    measured = carrying_route_of(tmp_path / "missing", model, *heads, settings=SETTINGS, n_boot=200)
+    assert measured.route == carrying.route and measured.direct == carrying.direct
