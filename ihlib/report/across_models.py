@@ -260,6 +260,7 @@ def across_record(models: list[ModelResults]) -> dict:
                 "scores": m.scores_status,
                 "layer_counts": layer_counts(m.scores) if m.scores is not None else None,
                 "verdicts": {" / ".join(key): cell for key, cell in verdict_cells(m.verdicts).items()},
+                "route_shares": route_shares_row(m),
                 "key_numbers": [
                     {"chapter": chapter, "model": v.model, "claim": v.claim, "scope": v.scope, "verdict": v.verdict}
                     | ({"key": v.key.record()} if v.key else {})

@@ -158,11 +158,12 @@ def test_claims_that_differ_between_models_are_listed_side_by_side(build):
 
 def test_tables_show_no_pandas_index_and_the_record_is_json(build):
     models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
-    for table in (heads_table(models), top_heads_table(models), verdicts_table(models)):
+    for table in (heads_table(models), top_heads_table(models), verdicts_table(models), route_shares_table(models)):
         assert "row_heading" not in table.to_html()
     record = json.loads(json.dumps(across_record(models)))
     assert [m["label"] for m in record["models"]] == ["ihlib-copy", "small"]
     assert record["models"][1]["verdicts"]["03_shuffling / (the chapter failed: no claim read)"] == "failed"
+    assert record["models"][0]["route_shares"]["copying carried directly"] == "missing"
 
 
 def test_a_missing_results_folder_is_named(tmp_path):
