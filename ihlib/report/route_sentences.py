@@ -74,12 +74,20 @@ def route_scope(weights: RouteWeights) -> str:
     )
 
 
+def _alone_text(carrying: CarryingRoute) -> str:
+    """The copying lost by each removal alone, as a parenthesis that shows redundant routes ("" without it)."""
+    if not carrying.alone:
+        return ""
+    direct, through, both = (format_interval(value, signed=True) for value in carrying.alone)
+    return f" (copying lost when removed alone: direct {direct}, through the MLPs {through}; both together {both})"
+
+
 def route_verdict(verdict: Verdict, carrying: CarryingRoute) -> Verdict:
     """`verdict` (judged on the weights of the carrying route, same statistic and controls as the direct test) with
     a first sentence saying which route it reads and whether it is the seed's test."""
     shares = (
         f"the shifting heads' direct write carries {format_interval(carrying.direct, signed=True)} of copying, "
-        f"their part of the MLPs {format_interval(carrying.through_mlps, signed=True)}"
+        f"their part of the MLPs {format_interval(carrying.through_mlps, signed=True)}{_alone_text(carrying)}"
     )
     if carrying.is_direct:
         lead = (
@@ -115,8 +123,10 @@ def saved_carrying_route(
     if record.get("model") != model or heads != (_pairs(IH_list), _pairs(Shifting_list)):
         return None
     shares = {key: Interval(**record[key]) for key in ("direct", "through_mlps")}
+    alone = tuple(Interval(**value) for value in record.get("alone", []))
+    layer = int(record["mlp_layer"])
     return CarryingRoute(
-        model, record["route"], **shares, mlp_layer=int(record["mlp_layer"]), IH_list=heads[0], Shifting_list=heads[1]
+        model, record["route"], **shares, mlp_layer=layer, IH_list=heads[0], Shifting_list=heads[1], alone=alone
     )
 
 
@@ -143,6 +153,7 @@ def projection_route_reading(carrying: CarryingRoute) -> Paragraph:
     shares = (
         f"the shifting heads' direct write carries {format_interval(carrying.direct, signed=True)} of copying and "
         f"their part of the MLPs {format_interval(carrying.through_mlps, signed=True)} (chapter 1)"
+        f"{_alone_text(carrying)}"
     )
     where = (
         "most of copying arrives by the direct write, the route the weight products of claims 1 and 2 describe"

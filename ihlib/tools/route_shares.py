@@ -222,7 +222,8 @@ class CarryingRoute:
     """The route that carries more of copying by its Shapley share (`route`: `DIRECT` or `THROUGH_MLPS`; a tie goes
     to `DIRECT`), both shares (mean, low, high), and `mlp_layer`: the MLP whose shifting-head part alone costs the
     most copying (the only one when a single MLP lies between the shifting heads and the IHs); `model` and the heads
-    the analysis was run on."""
+    the analysis was run on; `alone`: the share of copying lost by each condition (`CONDITIONS`) on its own, which
+    shows two redundant routes (each alone costs little, both together much)."""
 
     model: str
     route: str
@@ -231,6 +232,7 @@ class CarryingRoute:
     mlp_layer: int
     IH_list: tuple[Pair, ...] = ()
     Shifting_list: tuple[Pair, ...] = ()
+    alone: tuple[Interval, ...] = ()
     name = "carrying_route"
 
     @property
@@ -252,6 +254,7 @@ class CarryingRoute:
             "mlp_layer": self.mlp_layer,
             "IH_list": [list(pair) for pair in self.IH_list],
             "Shifting_list": [list(pair) for pair in self.Shifting_list],
+            "alone": [vars(value) for value in self.alone],
         }
 
 
@@ -271,7 +274,9 @@ def carrying_route(analysis: RouteAnalysis) -> CarryingRoute:
     direct, through = analysis.copying_share(0), analysis.copying_share(1)
     route = THROUGH_MLPS if through.mean > direct.mean else DIRECT
     layer = costliest_mlp(analysis)
-    return CarryingRoute(analysis.model, route, direct, through, layer, analysis.IH_list, analysis.Shifting_list)
+    alone = tuple(Interval(*(float(v) for v in row)) for row in analysis.copying_drops)
+    heads = analysis.IH_list, analysis.Shifting_list
+    return CarryingRoute(analysis.model, route, direct, through, layer, *heads, alone)
 
 
 def carrying_route_weights(

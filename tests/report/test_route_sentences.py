@@ -54,6 +54,8 @@ def test_the_route_verdict_says_whether_it_is_the_seeds_test_and_keeps_the_label
     judged = Verdict("Claim 1", "supported", "The listed pairs clear 3 of 3.", caveat="weights only.", scope="s")
     verdict = route_verdict(judged, carrying_route(analysis))
     assert verdict.verdict == "supported" and verdict.scope == "s" and verdict.text.endswith(judged.text)
+    both = analysis.copying_drops[2, 0]
+    assert f"both together {both:+.2f} [" in verdict.text  # each removal alone, so that redundant routes show
     if route == "direct":
         assert "same test" in verdict.text and verdict.caveat == judged.caveat
     else:
@@ -76,6 +78,7 @@ def test_the_saved_carrying_route_reads_back_for_its_model_and_heads_only(known,
     save_result(carrying, tmp_path)
     heads = ([(1, 0)], [(0, 0)])
     assert saved_carrying_route(tmp_path, carrying.model, *heads) == carrying
+    assert len(carrying.alone) == 3 and carrying.alone[2].mean == pytest.approx(analysis.copying_drops[2, 0])
     assert saved_carrying_route(tmp_path, "another model", *heads) is None
     assert saved_carrying_route(tmp_path, carrying.model, [(1, 1)], [(0, 0)]) is None
     assert saved_carrying_route(tmp_path / "missing", carrying.model, *heads) is None
