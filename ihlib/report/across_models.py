@@ -13,11 +13,13 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from ihlib.claims.verdicts import FAILED_MARKER, Verdict, VerdictReport, collect_verdicts
+from ihlib.core.stats import Interval
 from ihlib.heads.head_table import head_table
 from ihlib.heads.scoring import HeadScores, ScoreSetting
 from ihlib.heads.selection import count_threshold
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import HEAD_KINDS, head_label
+from ihlib.report.formatting import format_interval
 from ihlib.report.model_facts import curriculum_note, training_record
 from ihlib.report.seed_gpt2 import SEED_GPT2_TOP
 from ihlib.report.sentences import Paragraph
@@ -25,6 +27,13 @@ from ihlib.report.sentences import Paragraph
 MODEL_RECORD = "model.json"  # written by the book runner in each model's results folder
 SCORES_CHAPTER = "00_finding_heads"
 SCORES_FILE = "head_scores.json"
+ROUTES_CHAPTER = "01_diagonal"
+ROUTES_FILE = "route_analysis.json"
+ROUTE_COLUMNS = {  # column: the part in `route_analysis.json`
+    "copying carried directly": "shifting heads' direct write",
+    "copying carried through the MLPs": "shifting-head part of the MLPs",
+    "carried by neither": "rest",
+}
 
 SEED_COLUMN = "GPT-2 (printed by the seed, not recomputed)"
 FAILED_ROW = "(the chapter failed: no claim read)"  # the row of a chapter that no model has a verdict for
@@ -251,6 +260,7 @@ def across_record(models: list[ModelResults]) -> dict:
                 "scores": m.scores_status,
                 "layer_counts": layer_counts(m.scores) if m.scores is not None else None,
                 "verdicts": {" / ".join(key): cell for key, cell in verdict_cells(m.verdicts).items()},
+                "route_shares": route_shares_row(m),
                 "key_numbers": [
                     {"chapter": chapter, "model": v.model, "claim": v.claim, "scope": v.scope, "verdict": v.verdict}
                     | ({"key": v.key.record()} if v.key else {})
@@ -261,6 +271,26 @@ def across_record(models: list[ModelResults]) -> dict:
             for m in models
         ],
     }
+
+
+def route_shares_row(m: ModelResults) -> dict[str, str]:
+    """One model's shares of copying per route with 95% intervals, read from chapter 1's `route_analysis.json`
+    ("missing" when chapter 1 saved none, "failed" when it failed)."""
+    folder = m.folder / ROUTES_CHAPTER
+    row = {"model": m.label}
+    if (folder / FAILED_MARKER).is_file() or not (folder / ROUTES_FILE).is_file():
+        status = "failed" if (folder / FAILED_MARKER).is_file() else "missing"
+        return row | dict.fromkeys([*ROUTE_COLUMNS, "forwards"], status)
+    record = json.loads((folder / ROUTES_FILE).read_text())
+    shares = record["copying_shares"]
+    row |= {column: format_interval(Interval(*shares[part]), signed=True) for column, part in ROUTE_COLUMNS.items()}
+    return row | {"forwards": str(record["forwards"])}
+
+
+def route_shares_table(models: list[ModelResults]) -> Styler:
+    """One row per model: the share of copying the shifting heads' direct write carries, the share their part of
+    the MLPs carries and the rest (Shapley shares, 95% intervals over sequences), and the forwards it took."""
+    return _styled(pd.DataFrame([route_shares_row(m) for m in models]))
 
 
 def _styled(frame: pd.DataFrame) -> Styler:

@@ -103,10 +103,14 @@ def _secondary_lines(result: DiagonalControls | None) -> list[str]:
 
 
 def diagonal_verdict(
-    judgement: DiagonalJudgement, *, secondary: DiagonalControls | None = None, model: str = ""
+    judgement: DiagonalJudgement,
+    *,
+    secondary: DiagonalControls | None = None,
+    model: str = "",
+    scope: str = WEIGHT_SCOPE,
 ) -> Verdict:
-    """Claim 1's verdict in words: the effect of the listed pairs' z-score over each control, absent controls, and,
-    from `secondary` (the chapter's `DiagonalControls`), the K-composition and token-basis statistics beside it."""
+    """Claim 1's verdict in words, within `scope`: the effect of the listed pairs' z-score over each control, absent
+    controls, and, from `secondary` (the `DiagonalControls`), the K-composition and token-basis statistics beside it."""
     claim = DIAGONAL_CLAIM
     j = judgement
     if j.n_pairs == 0 or not j.effects:
@@ -116,7 +120,7 @@ def diagonal_verdict(
             else ("there is no random composable pair of unlisted heads to compare with")
         )
         text = f"Nothing to compare: {why}."
-        return Verdict(claim, "not tested", text, caveat="not tested on this model", model=model, scope=WEIGHT_SCOPE)
+        return Verdict(claim, "not tested", text, caveat="not tested on this model", model=model, scope=scope)
     clear = [name for name, e in j.effects.items() if e.clear]
     text = (
         f"The {j.n_pairs} listed pairs that can compose have a diagonal z-score (the seed's statistic, the one "
@@ -127,7 +131,7 @@ def diagonal_verdict(
     primary = j.effects.get("random composable") or next(iter(j.effects.values()))
     key = effect_key(primary, STATISTICS[j.statistic])
     caveat = _weight_caveat(j.absent)
-    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
+    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=scope, key=key)
 
 
 def _weight_caveat(absent: dict[str, str]) -> str:
@@ -182,10 +186,14 @@ def _rank_lines(results: list[SubspaceControls]) -> list[str]:
 
 
 def matching_verdict(
-    judgement: ControlsJudgement, *, per_rank: list[SubspaceControls] = (), model: str = ""
+    judgement: ControlsJudgement,
+    *,
+    per_rank: list[SubspaceControls] = (),
+    model: str = "",
+    scope: str = WEIGHT_SCOPE,
 ) -> Verdict:
-    """Claim 2's verdict in words: per comparison, the effect of the judged score over each control, and, from
-    `per_rank` (the chapter's `SubspaceControls`), how each rank fares on its own."""
+    """Claim 2's verdict in words, within `scope`: per comparison, the effect of the judged score over each control,
+    and, from `per_rank` (the chapter's `SubspaceControls`), how each rank fares on its own."""
     lines = []
     for mode, effects in judgement.effects.items():
         judged = "" if mode != "SH x SH" else " (reported, not judged)"
@@ -206,7 +214,7 @@ def matching_verdict(
     key = effect_key(primary, f"subspace match ({JUDGED}), {mode}") if primary else None
     caveat = _weight_caveat(absent)
     label = judgement.label
-    return Verdict(SUBSPACE_CLAIM, label, text, lines, caveat=caveat, model=model, scope=WEIGHT_SCOPE, key=key)
+    return Verdict(SUBSPACE_CLAIM, label, text, lines, caveat=caveat, model=model, scope=scope, key=key)
 
 
 def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
+from ihlib.core.mlp_route import RouteWeights, mlp_route_weights
 from ihlib.core.stats import Interval
 from ihlib.model.errors import HeadError
 from ihlib.model.head_ids import head_label
@@ -213,3 +215,76 @@ def route_analysis(
     return RouteAnalysis(
         model_label(model), IH, shifting, shares, copying, drops, copying_drops, together, by_layer, n_boot
     )
+
+
+@dataclass(frozen=True)
+class CarryingRoute:
+    """The route that carries more of copying by its Shapley share (`route`: `DIRECT` or `THROUGH_MLPS`; a tie goes
+    to `DIRECT`), both shares (mean, low, high), and `mlp_layer`: the MLP whose shifting-head part alone costs the
+    most copying (the only one when a single MLP lies between the shifting heads and the IHs); `model` and the heads
+    the analysis was run on; `alone`: the share of copying lost by each condition (`CONDITIONS`) on its own, which
+    shows two redundant routes (each alone costs little, both together much)."""
+
+    model: str
+    route: str
+    direct: Interval
+    through_mlps: Interval
+    mlp_layer: int
+    IH_list: tuple[Pair, ...] = ()
+    Shifting_list: tuple[Pair, ...] = ()
+    alone: tuple[Interval, ...] = ()
+    name = "carrying_route"
+
+    @property
+    def is_direct(self) -> bool:
+        """True when the direct write carries at least as much copying as the MLPs: the route test is the direct one."""
+        return self.route == DIRECT
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The two shares `(2, 3)`: direct, through the MLPs; mean, low, high."""
+        return {"shares": np.array([list(vars(self.direct).values()), list(vars(self.through_mlps).values())])}
+
+    def record(self) -> dict:
+        """JSON-friendly form."""
+        return {
+            "model": self.model,
+            "route": self.route,
+            "direct": vars(self.direct),
+            "through_mlps": vars(self.through_mlps),
+            "mlp_layer": self.mlp_layer,
+            "IH_list": [list(pair) for pair in self.IH_list],
+            "Shifting_list": [list(pair) for pair in self.Shifting_list],
+            "alone": [vars(value) for value in self.alone],
+        }
+
+
+def costliest_mlp(analysis: RouteAnalysis) -> int:
+    """The MLP layer whose shifting-head part alone raises the copy error most (`route_conditions`' "MLP{l} part"
+    rows of the run with every IH edited); the first MLP after the earliest shifting head when there is one."""
+    first = min(layer for layer, _ in analysis.Shifting_list)
+    result = analysis.together
+    singles = {int(name[3:].split()[0]): i for i, name in enumerate(result.names) if name.endswith(" part")}
+    if not singles:
+        return first
+    return max(singles, key=lambda layer: (float(result.error[singles[layer]].mean()), -layer))
+
+
+def carrying_route(analysis: RouteAnalysis) -> CarryingRoute:
+    """Which route carries more of copying (`CarryingRoute`), from the Shapley shares of `analysis`."""
+    direct, through = analysis.copying_share(0), analysis.copying_share(1)
+    route = THROUGH_MLPS if through.mean > direct.mean else DIRECT
+    layer = costliest_mlp(analysis)
+    alone = tuple(Interval(*(float(v) for v in row)) for row in analysis.copying_drops)
+    heads = analysis.IH_list, analysis.Shifting_list
+    return CarryingRoute(analysis.model, route, direct, through, layer, *heads, alone)
+
+
+def carrying_route_weights(
+    model: AnyGPT2, W_all: torch.Tensor, input_ids: torch.Tensor, carrying: CarryingRoute
+) -> RouteWeights:
+    """`W_all (n_layer, n_head, 4, d_model, d_head)` read along the route that carries copying: unchanged when it is
+    the direct write; through MLP `carrying.mlp_layer` (the shifting heads' `W_o` followed by its Jacobian averaged
+    over `input_ids (batch, seq)`, the IHs' queries read through it too) when it is the MLPs. One forward."""
+    if carrying.is_direct:
+        return mlp_route_weights(model, W_all, input_ids, key_route="direct", query_through_mlp=False)
+    return mlp_route_weights(model, W_all, input_ids, mlp_layer=carrying.mlp_layer, key_route="mlp")

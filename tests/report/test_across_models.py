@@ -20,6 +20,7 @@ from ihlib.report.across_models import (
     heads_table,
     judged_on,
     layer_counts,
+    route_shares_table,
     top_heads_table,
     verdict_lines,
     verdicts_table,
@@ -157,11 +158,12 @@ def test_claims_that_differ_between_models_are_listed_side_by_side(build):
 
 def test_tables_show_no_pandas_index_and_the_record_is_json(build):
     models = collect_models(build / "source" / "results", build / "models", CHAPTERS)
-    for table in (heads_table(models), top_heads_table(models), verdicts_table(models)):
+    for table in (heads_table(models), top_heads_table(models), verdicts_table(models), route_shares_table(models)):
         assert "row_heading" not in table.to_html()
     record = json.loads(json.dumps(across_record(models)))
     assert [m["label"] for m in record["models"]] == ["ihlib-copy", "small"]
     assert record["models"][1]["verdicts"]["03_shuffling / (the chapter failed: no claim read)"] == "failed"
+    assert record["models"][0]["route_shares"]["copying carried directly"] == "missing"
 
 
 def test_a_missing_results_folder_is_named(tmp_path):
@@ -191,3 +193,16 @@ def test_a_key_number_that_rounds_to_zero_prints_without_a_minus_sign():
     key = KeyNumber("error change", "shuffle minus original", Interval(-0.0004, -0.0021, 0.0013))
     assert key.formatted() == "+0.00 [+0.00, +0.00]"
     assert KeyNumber("m", "c", Interval(0.5, float("nan"), float("nan"))).formatted() == "+0.50 (no interval)"
+
+
+def test_the_route_shares_are_read_from_chapter_1_per_model_with_intervals(build):
+    parts = {"shifting heads' direct write": [0.14, 0.1, 0.2], "shifting-head part of the MLPs": [0.8, 0.7, 0.9]}
+    record = {"copying_shares": parts | {"rest": [0.06, -0.01, 0.1]}, "forwards": 12}
+    (build / "source" / "results" / "01_diagonal" / "route_analysis.json").write_text(json.dumps(record))
+    (build / "models" / "small" / "results" / "01_diagonal" / "FAILED.json").write_text(json.dumps({"error": "x"}))
+    frame = route_shares_table(collect_models(build / "source" / "results", build / "models", CHAPTERS)).data
+    first, second = frame.to_dict("records")
+    assert first["model"] == "ihlib-copy" and first["copying carried directly"] == "+0.14 [+0.10, +0.20]"
+    assert first["copying carried through the MLPs"] == "+0.80 [+0.70, +0.90]" and first["forwards"] == "12"
+    assert first["carried by neither"] == "+0.06 [-0.01, +0.10]"
+    assert second["model"] == "small" and set(second.values()) == {"small", "failed"}

@@ -4,6 +4,7 @@ symmetric, the conditions name the MLPs between the heads, and the analysis save
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +12,16 @@ from route_models import route_model
 
 from ihlib.model.errors import HeadError
 from ihlib.report.saving import save_result
-from ihlib.tools.route_shares import BOTH, DIRECT, THROUGH_MLPS, route_analysis, route_conditions, shapley_shares
+from ihlib.tools.route_shares import (
+    BOTH,
+    DIRECT,
+    THROUGH_MLPS,
+    carrying_route,
+    costliest_mlp,
+    route_analysis,
+    route_conditions,
+    shapley_shares,
+)
 from ihlib.tools.routes import PatchSettings
 
 SETTINGS = PatchSettings(seg_len=10, burn_in=2, batch_size=30)
@@ -66,3 +76,24 @@ def test_the_analysis_saves_its_shares_and_cost(tmp_path, known):
 def test_heads_in_the_wrong_order_are_refused():
     with pytest.raises(HeadError, match="No induction head lies after a shifting head"):
         route_analysis(route_model("direct"), [(0, 1)], [(1, 0)], settings=SETTINGS)
+
+
+def test_the_carrying_route_is_the_one_the_hand_built_model_uses(known):
+    route, analysis = known
+    carrying = carrying_route(analysis)
+    assert carrying.route == (DIRECT if route == "direct" else THROUGH_MLPS)
+    assert carrying.is_direct == (route == "direct")
+    assert carrying.mlp_layer == 0  # the only MLP between the shifting head (layer 0) and the IH (layer 1)
+    assert carrying.direct.mean == pytest.approx(analysis.copying_shares[0, 0])
+    assert json.loads(json.dumps(carrying.record()))["route"] == carrying.route
+
+
+def test_the_costliest_mlp_is_the_one_whose_part_alone_raises_the_copy_error_most(known):
+    _, analysis = known
+    names = ["nothing", DIRECT, "MLP0 part", "MLP1 part", THROUGH_MLPS, BOTH]
+    error = np.array([[0.1], [0.2], [0.3], [0.6], [0.7], [0.9]])
+    together = SimpleNamespace(names=names, error=error)
+    fake = SimpleNamespace(Shifting_list=((0, 0),), together=together)
+    assert costliest_mlp(fake) == 1
+    fake.together.error[2] = 0.8
+    assert costliest_mlp(fake) == 0
