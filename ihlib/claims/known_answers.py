@@ -45,6 +45,12 @@ class ChapterOptions:
     tolerance: float = 0.1
 
 
+FAST = ChapterOptions(num_samp=100, n_boot=200, max_tokens=512, n_exp_shuffle=3, step=16)
+"""The options of the known-answer tests and the page "A circuit built by hand": the chapters' rules, fewer samples,
+resamples, tokens, shuffle repetitions and swept ranks (16, 32, 48, 64), so that five tiny variants take about a
+minute on 2 cores."""
+
+
 @dataclass(frozen=True)
 class KnownAnswers:
     """Verdict label per claim ("diagonal", "subspace", "shuffle QK", ...), the heads that count, and key numbers."""
