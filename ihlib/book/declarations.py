@@ -95,6 +95,7 @@ PARAMETER_RULES: dict[str, Rule] = {
     "step": COUNT,
     "cross_fit": Rule(bool),
     "compare_fittings": Rule(bool),
+    "shape": TEXT,  # a planted model's shape name; `ihlib.model.planted_layout.check_shape` names the choices
 }
 
 

@@ -21,13 +21,15 @@ from ihlib.core.circuits import (
     qkov_zscore_grid,
     qkov_zscore_pairs,
 )
-from ihlib.core.control_groups import PairGroup, cross_groups, draw_pairs
+from ihlib.core.control_groups import PairGroup, cross_groups, draw_pairs, sampled_group
 from ihlib.core.factored import single_threaded
 from ihlib.core.stats import BOOTSTRAP_SAMPLES, Effect, effects_label, head_bootstrap_effect, percentile_of
 from ihlib.model.errors import IHLibError
 from ihlib.model.head_ids import check_heads, head_labels
 from ihlib.model.validation import integer, seed_value
 from ihlib.model.weights import check_w_all
+
+MAX_RANDOM_PAIRS = 500  # random composable pairs drawn for claim 1's baseline (as chapter 2's num_samp)
 
 SEED_Z_THRESHOLD = 2.0  # the seed's rule of thumb: z > 2 means "large diagonal"
 
@@ -314,21 +316,27 @@ def diagonal_controls(
     W_E: torch.Tensor | np.ndarray | None = None,
     max_tokens: int = MAX_TOKENS,
     n_boot: int = BOOTSTRAP_SAMPLES,
+    max_random_pairs: int | None = MAX_RANDOM_PAIRS,
     seed: int = 0,
 ) -> DiagonalControls:
     """Claim 1 against controls that can fail (`controls.cross_groups`): every statistic on every pair of each group.
 
-    `exclude`: heads no control may use (e.g. every head that counts as an IH or shifting head). Effects of the
-    listed pairs over each existing control come from resampling heads (`stats.head_bootstrap_effect`).
+    `exclude`: heads no control may use (e.g. every head that counts as an IH or shifting head). The "random
+    composable" group keeps `max_random_pairs` of its pairs, drawn with `seed` (None: all; GPT-2-small has ~9,500).
+    Effects of the listed pairs over each existing control come from resampling heads (`stats.head_bootstrap_effect`).
     """
     n_boot, seed = integer(n_boot, "n_boot", low=1), seed_value(seed)
     max_tokens = integer(max_tokens, "max_tokens", low=1)
+    if max_random_pairs is not None:
+        max_random_pairs = integer(max_random_pairs, "max_random_pairs", low=1)
     check_w_all(W_all)
     shape = tuple(W_all.shape[:2])
     IH_list = check_heads(IH_list, shape, name="IH_list")
     Shifting_list = check_heads(Shifting_list, shape, name="Shifting_list")
     exclude = check_heads(list(exclude), shape, name="exclude", nonempty=False)
     groups = cross_groups(shape, IH_list, Shifting_list, exclude)
+    random = sampled_group(groups["random composable"], max_random_pairs, np.random.default_rng([seed, 11]))
+    groups = groups | {"random composable": random}
     grids = {name: _group_grids(W_all, g, W_E, max_tokens, seed) for name, g in groups.items() if g.exists}
     statistics = list(next(iter(grids.values()))) if grids else ["z", "k_composition"]
     values = {stat: {name: g[stat] for name, g in grids.items()} for stat in statistics}

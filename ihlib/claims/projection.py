@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ihlib.claims.projection_controls import (
     EditPlan,
     edit_plan,
+    eigenbasis,
     energy_matrix,
     fitting_unavailable,
     least_leakage,
@@ -162,12 +163,13 @@ class _RankEdits:
 
 
 def _rank_edits(
-    plan: EditPlan, rank: int, heads: list, energies: list[torch.Tensor], rng: np.random.Generator, project_out: bool
+    plan: EditPlan, rank: int, heads: list, energies: list[tuple], rng: np.random.Generator, project_out: bool
 ) -> _RankEdits:
-    """The edits of every condition at `rank`: the plan's subspaces, one random subspace, each head's matched one."""
+    """The edits of every condition at `rank`: the plan's subspaces, one random subspace, each head's matched one
+    (`energies`: per head, its energy matrix and `eigenbasis`)."""
     treatment = [plan.subspace_of(head)[:, :rank] for head in heads]
     random_V = random_orthonormal(rng, treatment[0].shape[0], rank)
-    matched = [matched_subspace(C, V, rng) for C, V in zip(energies, treatment, strict=True)]
+    matched = [matched_subspace(C, V, rng, basis=basis) for (C, basis), V in zip(energies, treatment, strict=True)]
     per_head = {"common subspace": treatment, "energy-matched": [m.U for m in matched]}
     edits = {
         s: [([h], subspace_projector(U, project_out=project_out)) for h, U in zip(heads, bases, strict=True)]
@@ -202,7 +204,7 @@ def _projection_runs(
     """Score every condition at every rank on every batch: `{condition: (n_ranks, n_exp, b, p)}`, energies,
     overlaps and, per rank, the heads for which it is not informative (in any repetition)."""
     batches, positions, n_exp = settings.batches(), settings.positions(), settings.n_exp
-    energies = [energy_matrix(W_all, head, component) for head in heads]
+    energies = [(C, eigenbasis(C)) for C in (energy_matrix(W_all, head, component) for head in heads)]
     total = float(head_energy(W_all, heads, component).sum())
     scored = {s: [[None] * n_exp for _ in ranks] for s in SUBSPACES}
     retained = {s: np.ones((len(ranks), n_exp)) for s in SUBSPACES}

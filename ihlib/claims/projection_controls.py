@@ -159,15 +159,29 @@ class MatchedSubspace:
     informative: bool
 
 
+@dataclass(frozen=True)
+class Eigenbasis:
+    """A head's energy matrix `C (d_model, d_model)` diagonalised once: `vectors` (columns, largest eigenvalue
+    first) and `rank` (the columns from `rank` on span its null space)."""
+
+    vectors: torch.Tensor
+    rank: int
+
+
+def eigenbasis(C: torch.Tensor) -> Eigenbasis:
+    """The `Eigenbasis` of the symmetric `C` (one `eigh`, one `matrix_rank`; reuse it for every rank and repetition)."""
+    return Eigenbasis(torch.linalg.eigh(C)[1].flip(-1), int(torch.linalg.matrix_rank(C)))
+
+
 class _Path:
     """The path `U(t)`, `t` in [0, pi], from a head's top-r directions through a random subspace to its null space."""
 
-    def __init__(self, C: torch.Tensor, rank: int, rng: np.random.Generator) -> None:
-        d = C.shape[0]
-        vectors = torch.linalg.eigh(C)[1].flip(-1)  # eigenvectors, largest eigenvalue first
+    def __init__(self, basis: Eigenbasis, rank: int, rng: np.random.Generator) -> None:
+        vectors = basis.vectors
+        d = vectors.shape[0]
         self.top = vectors[:, :rank] @ random_orthonormal(rng, rank, rank)
         self.random = random_orthonormal(rng, d, rank)
-        null = vectors[:, int(torch.linalg.matrix_rank(C)) :]
+        null = vectors[:, basis.rank :]
         free = null.shape[1]
         self.null = null @ random_orthonormal(rng, free, rank) if free >= rank else self.random
 
@@ -181,11 +195,14 @@ class _Path:
         return torch.linalg.qr(mixed)[0]
 
 
-def matched_subspace(C: torch.Tensor, V: torch.Tensor, rng: np.random.Generator) -> MatchedSubspace:
-    """A rank-r basis holding the same share of `trace(C)` as `V (d_model, r)`, found by bisection on `_Path`."""
+def matched_subspace(
+    C: torch.Tensor, V: torch.Tensor, rng: np.random.Generator, *, basis: Eigenbasis | None = None
+) -> MatchedSubspace:
+    """A rank-r basis holding the same share of `trace(C)` as `V (d_model, r)`, found by bisection on `_Path`;
+    `basis`: `eigenbasis(C)` when already computed (it is the same for every rank and repetition of a head)."""
     rank = V.shape[1]
     target = energy_share(C, V)
-    path = _Path(C, rank, rng)
+    path = _Path(basis if basis is not None else eigenbasis(C), rank, rng)
     low, high = 0.0, math.pi  # share(low) >= target >= share(high)
     U = path.at(low)
     for _ in range(BISECTION_STEPS):

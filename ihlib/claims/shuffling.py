@@ -319,7 +319,8 @@ def shuffle_controls(
 ) -> ShuffleControls:
     """Shuffle the `component` of `heads` and run every control of `CONTROLS` that exists, on the same batches.
 
-    `exclude`: heads that are not "of another kind" (pass every head that counts as a head of this kind).
+    `exclude`: heads that are not "of another kind": pass every head that counts as an induction or a shifting head
+    (both listed kinds), or the control pools can hold circuit heads.
     Random heads of these layers are drawn with replacement when the layers hold fewer of them than `heads`.
     """
     check_component(component)

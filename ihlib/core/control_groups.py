@@ -4,7 +4,7 @@ A group is a grid of reading heads (rows: the QK / key side) by writing heads (c
 side) with a mask of the pairs that count. Groups of a cross comparison (IH x SH):
 
 - "listed": the IHs by the shifting heads, pairs that can compose (writing head in an earlier layer);
-- "random composable": every pair of heads outside `exclude` that can compose;
+- "random composable": every pair of heads outside `exclude` that can compose (`sampled_group` bounds it);
 - "same layers": heads outside `exclude` in the IHs' layers by heads outside `exclude` in the shifting
   heads' layers, pairs that can compose (absent when those layers hold no other head);
 - "specificity": the IHs by the heads of the shifting heads' layers that are not shifting heads (outside
@@ -165,6 +165,21 @@ def _explained(group: PairGroup, IH_list: list, Shifting_list: list) -> PairGrou
     else:
         why = "no pair of these heads can compose (no writing head in an earlier layer)"
     return _absent(group, why)
+
+
+def sampled_group(group: PairGroup, max_pairs: int | None, rng: np.random.Generator) -> PairGroup:
+    """`group` with at most `max_pairs` of its pairs kept (drawn by `rng` without replacement; all when None or when
+    it holds no more); the note says how many of how many. Symmetric groups keep both orders of a kept pair."""
+    if max_pairs is None or group.n_pairs <= max_pairs:
+        return group
+    rows, cols = np.nonzero(np.triu(group.mask, 1) if group.symmetric else group.mask)
+    chosen = rng.choice(len(rows), size=max_pairs, replace=False)
+    mask = np.zeros_like(group.mask)
+    mask[rows[chosen], cols[chosen]] = True
+    if group.symmetric:
+        mask |= mask.T
+    note = f"{max_pairs} of the {group.n_pairs} pairs, drawn without replacement: {group.note}"
+    return PairGroup(group.name, group.rows, group.cols, mask, group.symmetric, note)
 
 
 def draw_pairs(group: PairGroup, num_samp: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:

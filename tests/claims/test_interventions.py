@@ -28,6 +28,7 @@ from ihlib.claims.projection_controls import (
     FITTINGS,
     available_fittings,
     edit_plan,
+    eigenbasis,
     energy_matrix,
     energy_share,
     fitting_unavailable,
@@ -306,6 +307,20 @@ def test_the_matched_control_removes_the_common_subspace_energy_within_one_perce
     for common, matched in zip(result.energy["common subspace"], result.energy["energy-matched"], strict=True):
         assert matched == pytest.approx(common, rel=0.01, abs=1e-12)
     assert all(o < 0.9 for o in result.overlap["energy-matched"][1:])
+
+
+def test_a_precomputed_eigenbasis_gives_the_same_matched_subspace_as_one_computed_inside(model):
+    """`matched_subspace(..., basis=eigenbasis(C))` (one eigh per head per sweep) equals the call without it."""
+    W = head_weights(model)
+    C = energy_matrix(W, [2, 1], "OV")
+    basis = eigenbasis(C)
+    assert basis.rank == int(torch.linalg.matrix_rank(C))
+    for rank in (1, 3, 6):
+        V = torch.linalg.qr(torch.randn(C.shape[0], rank, generator=torch.Generator().manual_seed(rank)).double())[0]
+        inside = matched_subspace(C, V, np.random.default_rng(rank))
+        reused = matched_subspace(C, V, np.random.default_rng(rank), basis=basis)
+        torch.testing.assert_close(reused.U, inside.U)
+        assert (reused.share, reused.informative) == (inside.share, inside.informative)
 
 
 def test_a_subspace_holding_all_of_a_heads_energy_makes_the_rank_not_informative(model):

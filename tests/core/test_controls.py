@@ -9,7 +9,7 @@ import torch
 from ihlib.claims.diagonal import diagonal_controls, judge_diagonal
 from ihlib.claims.subspaces import JUDGED, judge_subspace_controls, subspace_controls
 from ihlib.core.circuits import embedding_basis, orient_signs, pair_statistics
-from ihlib.core.control_groups import composable, cross_groups, draw_pairs, self_groups
+from ihlib.core.control_groups import composable, cross_groups, draw_pairs, sampled_group, self_groups
 from ihlib.core.factored import head_subspaces
 from ihlib.core.stats import head_bootstrap_effect, head_resampled_means, masked_mean
 from ihlib.model.weights import K, O, Q, V, ov, qk
@@ -168,3 +168,29 @@ def test_a_planted_shared_subspace_is_supported_by_claim_2_and_none_is_not():
     smallest = results[0].effects["mean@2"]
     assert all(e.clear for e in smallest.values())  # planted: every control cleared at r = 2, so no warning line
     assert not any("clears no control" in line for line in matching_verdict(planted, per_rank=results).details)
+
+
+def test_a_sampled_group_keeps_max_pairs_of_its_own_pairs_seeded_and_both_orders_when_symmetric():
+    """`sampled_group` keeps exactly `max_pairs` distinct pairs of the group, the same for the same seed."""
+    shape = (12, 12)
+    cross = cross_groups(shape, [[5, 0]], [[2, 0]], [])["random composable"]
+    kept = sampled_group(cross, 300, np.random.default_rng(0))
+    assert kept.n_pairs == 300 and not (kept.mask & ~cross.mask).any()
+    assert (sampled_group(cross, 300, np.random.default_rng(0)).mask == kept.mask).all()
+    assert f"300 of the {cross.n_pairs} pairs" in kept.note
+    assert sampled_group(cross, cross.n_pairs, np.random.default_rng(0)) is cross
+    assert sampled_group(cross, None, np.random.default_rng(0)) is cross
+    symmetric = self_groups(shape, [[5, 0], [6, 1]], [], "IH")["random"]
+    halved = sampled_group(symmetric, 40, np.random.default_rng(1))
+    assert halved.n_pairs == 40 and (halved.mask == halved.mask.T).all()
+
+
+def test_claim_1_draws_at_most_max_random_pairs_random_composable_pairs():
+    """diagonal_controls computes the statistics of `max_random_pairs` random composable pairs, not of all."""
+    every = diagonal_controls(random_weights(0), IH, SH, max_random_pairs=None, n_boot=50)
+    few = diagonal_controls(random_weights(0), IH, SH, max_random_pairs=5, n_boot=50)
+    assert every.groups["random composable"].n_pairs > 5 == few.groups["random composable"].n_pairs
+    values = few.values["z"]["random composable"]
+    assert np.isfinite(values).sum() == 5
+    kept = few.groups["random composable"].mask
+    np.testing.assert_allclose(values[kept], every.values["z"]["random composable"][kept], rtol=1e-10)
