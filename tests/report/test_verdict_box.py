@@ -37,3 +37,10 @@ def test_box_without_key_says_nothing_was_judged_and_reads_no_none():
 def test_verdictbox_displays_several_verdicts_as_consecutive_boxes():
     markdown = VerdictBox([_verdict(), _verdict(claim="Shuffling OV")])._repr_markdown_()
     assert markdown.count(":::{admonition}") == 2 and markdown.splitlines().count(":::") == 2
+
+
+def test_heads_line_names_both_kinds_in_one_line_and_says_none():
+    from ihlib.report.heads_line import HeadsLine, heads_line
+
+    assert heads_line([[2, 2], [1, 0]], []) == "**Heads used:** induction L2H2, L1H0; shifting none."
+    assert "\n" not in HeadsLine([[2, 2]], [[0, 0]])._repr_markdown_()
