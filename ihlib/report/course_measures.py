@@ -1,5 +1,5 @@
 """Tables of the course's standard measures: the in-context learning score per condition and copying with each
-layer's induction heads ablated; cells are `Interval`s for `reading_table`."""
+layer's induction heads ablated; intervals are `Interval`s for `reading_table`."""
 
 from __future__ import annotations
 
@@ -10,15 +10,20 @@ from ihlib.tools.ablation import AblationCopying
 from ihlib.tools.in_context import ICLScore
 
 
+def condition_label(name: str) -> str:
+    """A condition's name for a table: "intact" for the condition without ablated heads ("none")."""
+    return "intact" if name == "none" else name
+
+
 def icl_table(scores: dict[str, ICLScore]) -> pd.DataFrame:
-    """One row per condition (the dict's keys): the ICL score (late minus early loss, nats) and both losses, each
-    an `Interval` (mean, 95% bootstrap over documents)."""
+    """One row per condition (the dict's keys): the ICL score (late minus early loss, nats) as an `Interval` (95%
+    bootstrap over documents; signed) and the mean loss at the early and late query positions (inclusive ranges)."""
     rows = [
         {
-            "condition": name,
+            "condition": condition_label(name),
             "ICL score": score.score,
-            f"loss at {score.early[0]}-{score.early[1]}": score.early_loss,
-            f"loss at {score.late[0]}-{score.late[1]}": score.late_loss,
+            f"loss at {score.early[0]}-{score.early[1] - 1}": score.early_loss.mean,
+            f"loss at {score.late[0]}-{score.late[1] - 1}": score.late_loss.mean,
         }
         for name, score in scores.items()
     ]
@@ -27,17 +32,16 @@ def icl_table(scores: dict[str, ICLScore]) -> pd.DataFrame:
 
 def layer_ablation_table(copying: AblationCopying) -> pd.DataFrame:
     """One row per condition of `copying` (e.g. "intact", "zero layer 2 (4 heads)"): top-1 copying error as an
-    `Interval` (95% bootstrap over sequences) and its change from the intact model (the first condition)."""
-    intact = float(copying.error[0])
+    `Interval` (95% bootstrap over sequences) and P(correct), its mean."""
     return pd.DataFrame(
         [
             {
-                "condition": name,
+                "condition": condition_label(name),
                 "top-1 error": Interval(float(mean), float(low), float(high)),
-                "change from intact": float(mean) - intact,
+                "P(correct)": float(prob),
             }
-            for name, mean, low, high in zip(
-                copying.names, copying.error, copying.error_low, copying.error_high, strict=True
+            for name, mean, low, high, prob in zip(
+                copying.names, copying.error, copying.error_low, copying.error_high, copying.prob, strict=True
             )
         ]
     )
