@@ -14,15 +14,16 @@ _BOX_CLASS = {
 
 
 def verdict_box(verdict: Verdict, *, title: str = "") -> str:
-    """MyST `:::{admonition}` Markdown of one verdict: title "<claim>: <verdict>", then the model, the key number
-    with its 95% interval, the one-sentence text and the scope; the caveat in italics. Never folded."""
+    """MyST admonition Markdown (a backtick-fenced directive, which myst-nb renders in cell outputs too) of one
+    verdict: title "<claim>: <verdict>", then the model, the key number with its 95% interval, the one-sentence
+    text and the scope; the caveat in italics. Never folded."""
     key = (
         f"**Key number:** {verdict.key.measures} ({verdict.key.comparison}): {verdict.key.formatted()}."
         if verdict.key
         else "**Key number:** none (nothing was judged)."
     )
     lines = [
-        f":::{{admonition}} {title or verdict.claim}: {verdict.verdict}",
+        f"```{{admonition}} {title or verdict.claim}: {verdict.verdict}",
         f":class: {_BOX_CLASS[verdict.verdict]}",
         "",
         f"**Model:** {verdict.model or 'this model'}. **Scope:** {verdict.scope or 'as stated in the text'}.",
@@ -33,7 +34,7 @@ def verdict_box(verdict: Verdict, *, title: str = "") -> str:
     ]
     if verdict.caveat:
         lines += ["", f"*Caveat: {verdict.caveat}*"]
-    return "\n".join([*lines, ":::"])
+    return "\n".join([*lines, "```"])
 
 
 def verdict_boxes(verdicts: list[Verdict]) -> str:

@@ -21,8 +21,8 @@ def _verdict(**overrides) -> Verdict:
 def test_box_is_an_unfolded_admonition_with_every_part():
     box = verdict_box(_verdict())
     lines = box.splitlines()
-    assert lines[0] == ":::{admonition} Shuffling QK: not supported"
-    assert lines[1] == ":class: warning" and lines[-1] == ":::"
+    assert lines[0] == "```{admonition} Shuffling QK: not supported"
+    assert lines[1] == ":class: warning" and lines[-1] == "```"
     assert "dropdown" not in box
     for part in ("ihlib-language", "top-1 copying on repeated random tokens", "+0.12 [+0.03, +0.20]", "*Caveat:"):
         assert part in box
@@ -36,7 +36,7 @@ def test_box_without_key_says_nothing_was_judged_and_reads_no_none():
 
 def test_verdictbox_displays_several_verdicts_as_consecutive_boxes():
     markdown = VerdictBox([_verdict(), _verdict(claim="Shuffling OV")])._repr_markdown_()
-    assert markdown.count(":::{admonition}") == 2 and markdown.splitlines().count(":::") == 2
+    assert markdown.count("```{admonition}") == 2 and markdown.splitlines().count("```") == 2
 
 
 def test_heads_line_names_both_kinds_in_one_line_and_says_none():
