@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from ihlib.claims.verdicts import Verdict
 
 _BOX_CLASS = {
@@ -37,6 +39,27 @@ def verdict_box(verdict: Verdict, *, title: str = "") -> str:
     return "\n".join([*lines, "```"])
 
 
+def verdict_box_html(verdict: Verdict, *, title: str = "") -> str:
+    """The same box as HTML with the theme's admonition classes (what a page shows: myst-nb renders Markdown
+    outputs as CommonMark, without directives)."""
+    key = (
+        f"{verdict.key.measures} ({verdict.key.comparison}): {verdict.key.formatted()}."
+        if verdict.key
+        else "none (nothing was judged)."
+    )
+    parts = [
+        f'<div class="admonition {_BOX_CLASS[verdict.verdict]}">',
+        f'<p class="admonition-title">{html.escape(title or verdict.claim)}: {html.escape(verdict.verdict)}</p>',
+        f"<p><strong>Model:</strong> {html.escape(verdict.model or 'this model')}. <strong>Scope:</strong> "
+        f"{html.escape(verdict.scope or 'as stated in the text')}.</p>",
+        f"<p><strong>Key number:</strong> {html.escape(key)}</p>",
+        f"<p>{html.escape(verdict.text)}</p>",
+    ]
+    if verdict.caveat:
+        parts.append(f"<p><em>Caveat: {html.escape(verdict.caveat)}</em></p>")
+    return "\n".join([*parts, "</div>"])
+
+
 def verdict_boxes(verdicts: list[Verdict]) -> str:
     """Several verdicts of one chapter (e.g. one per component) as consecutive boxes."""
     return "\n\n".join(verdict_box(v) for v in verdicts)
@@ -51,3 +74,7 @@ class VerdictBox:
     def _repr_markdown_(self) -> str:
         """The boxes' Markdown."""
         return verdict_boxes(self.verdicts)
+
+    def _repr_html_(self) -> str:
+        """The boxes' HTML (what the built page shows)."""
+        return "\n".join(verdict_box_html(v) for v in self.verdicts)

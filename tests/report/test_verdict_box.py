@@ -44,3 +44,13 @@ def test_heads_line_names_both_kinds_in_one_line_and_says_none():
 
     assert heads_line([[2, 2], [1, 0]], []) == "**Heads used:** induction L2H2, L1H0; shifting none."
     assert "\n" not in HeadsLine([[2, 2]], [[0, 0]])._repr_markdown_()
+
+
+def test_html_box_has_the_admonition_classes_every_part_and_escapes_text():
+    from ihlib.report.verdict_box import verdict_box_html
+
+    box = verdict_box_html(_verdict(text="error < 0.1 & harmless"))
+    assert box.startswith('<div class="admonition warning">') and box.endswith("</div>")
+    for part in ("ihlib-language", "+0.12 [+0.03, +0.20]", "error &lt; 0.1 &amp; harmless", "Caveat: one seed"):
+        assert part in box
+    assert VerdictBox([_verdict(), _verdict()])._repr_html_().count('class="admonition-title"') == 2
