@@ -89,6 +89,8 @@ PARAMETER_RULES: dict[str, Rule] = {
     "route_boot": COUNT,
     "copy_batch_size": COUNT,
     "n_exp": COUNT,
+    "n_documents": COUNT,
+    "document_seed": SEED,
     "K_min": Rule(int, low=2, meaning="a shuffle needs 2 heads"),
     "K_max": Rule(int, low=2, meaning="a shuffle needs 2 heads"),
     "max_rank": COUNT,

@@ -5,8 +5,15 @@ returns None); it returns a one-line summary when every case agrees."""
 from ihlib.exercises.checks import (
     check_diagonal_zscore,
     check_induction_score,
+    check_key_swap,
     check_principal_angles,
     check_reversible_edit,
 )
 
-__all__ = ["check_diagonal_zscore", "check_induction_score", "check_principal_angles", "check_reversible_edit"]
+__all__ = [
+    "check_diagonal_zscore",
+    "check_induction_score",
+    "check_key_swap",
+    "check_principal_angles",
+    "check_reversible_edit",
+]

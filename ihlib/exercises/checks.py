@@ -14,7 +14,7 @@ import torch
 from transformers import GPT2Config
 
 from ihlib.core.circuits import diagonal_zscore
-from ihlib.core.edits import component_views, projection_edit
+from ihlib.core.edits import component_views, pairs_edit, projection_edit
 from ihlib.core.factored import principal_angles, random_orthonormal, subspace_projector
 from ihlib.exercises.running import assert_close, call_student
 from ihlib.heads.scoring import position_scores_from_attention, renormalise_without_first
@@ -134,6 +134,36 @@ def check_reversible_edit(fn: Callable[[torch.Tensor, torch.Tensor], object]) ->
         raise AssertionError(f"{_name(fn)} swallowed an exception raised inside the block: let it propagate.")
     _assert_restored(model, before, "after an exception inside the block (use try/finally)")
     return f"{_name(fn)} projects the weight as the library does and restores it bit for bit, also on errors."
+
+
+def check_key_swap(fn: Callable[[torch.Tensor, torch.Tensor], object]) -> str:
+    """Check `fn(w_a, w_b)` (two `(d_model, d_head)` key weights), a context manager that exchanges them in place
+    inside the block and restores both bitwise on exit, also when an exception escapes; against the keys that
+    `ihlib.core.edits.pairs_edit` gives two heads of a small GPT-2 when it swaps their QK components."""
+    model, a, b = _small_gpt2(), (1, 0), (1, 2)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    with pairs_edit(model, [[list(a), list(b)], [list(b), list(a)]], "QK"):
+        expected = [component_views(model, *head, "QK")[2].clone() for head in (a, b)]
+    w_a, w_b = (component_views(model, *head, "QK")[2] for head in (a, b))  # views into the model's c_attn weight
+    edit = call_student(fn, "the keys of L1H0 and L1H2", w_a, w_b)
+    if not (hasattr(edit, "__enter__") and hasattr(edit, "__exit__")):
+        raise AssertionError(
+            f"{_name(fn)} returned {type(edit).__name__}, not a context manager: decorate it with "
+            "`@contextlib.contextmanager` and `yield` inside."
+        )
+    with _entered(edit):
+        assert_close(w_a, expected[0], "the keys of L1H0 inside the swap (they must change in place: `copy_`)")
+        assert_close(w_b, expected[1], "the keys of L1H2 inside the swap (they must change in place: `copy_`)")
+    _assert_restored(model, before, "after the block")
+    try:
+        with _entered(call_student(fn, "a second swap", w_a, w_b)):
+            raise _Probe
+    except _Probe:
+        pass
+    else:
+        raise AssertionError(f"{_name(fn)} swallowed an exception raised inside the block: let it propagate.")
+    _assert_restored(model, before, "after an exception inside the block (use try/finally)")
+    return f"{_name(fn)} swaps the two heads' keys as the library does and restores them bit for bit, also on errors."
 
 
 class _entered:

@@ -8,6 +8,7 @@ predicts better with more context; the interval resamples documents.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch
 from ihlib.core.stats import Interval
 from ihlib.model.errors import ParameterError
 from ihlib.model.loading import AnyGPT2
+from ihlib.tools.ablation import Ablation, ablated
 from ihlib.tools.losses import bootstrap_mean_interval, target_log_probs
 
 EARLY = (10, 20)  # query positions whose loss counts as "early": about a tenth into a 128-token context ...
@@ -97,3 +99,26 @@ def icl_score(
         n_documents=int(ids.shape[0]),
         loss_by_position=loss.mean(axis=0),
     )
+
+
+def icl_under_ablations(
+    model: AnyGPT2,
+    input_ids: torch.Tensor | np.ndarray,
+    conditions: Sequence[Ablation],
+    *,
+    seed: int = 0,
+    **spans: tuple[int, int],
+) -> dict[str, ICLScore]:
+    """`icl_score` of `input_ids (batch, T)` under each zero-ablation condition (no heads: the intact model), by
+    condition name (`spans`: `early`, `late` as in `icl_score`); the model is restored after each. Mean ablation
+    is refused (its means depend on the input)."""
+    if any(condition.kind != "zero" for condition in conditions):
+        raise ParameterError("icl_under_ablations takes zero ablations only: build them with kind='zero'.")
+    scores = {}
+    for condition in conditions:
+        if not condition.heads:
+            scores[condition.name] = icl_score(model, input_ids, seed=seed, **spans)
+            continue
+        with ablated(model, condition.heads, kind="zero"):
+            scores[condition.name] = icl_score(model, input_ids, seed=seed, **spans)
+    return scores

@@ -172,9 +172,9 @@ def test_page_shows_no_progress_bar_warning_or_table_index(browser_page, site_ur
     assert not index_cells, f"{entry}: tables show a pandas index (first cells: {index_cells[:5]})"
 
 
-def test_screenshot_of_a_chapter(browser_page, site_url):
-    """A full-page screenshot of the first chapter is saved next to the site, in `screenshots/`."""
-    entry = NOTEBOOK_PAGES[0]
+@pytest.mark.parametrize("entry", PAGES)
+def test_screenshot_of_each_page(browser_page, site_url, entry):
+    """A full-page screenshot at 1280 px of every toc page is saved next to the site, in `screenshots/`."""
     open_page(browser_page, f"{site_url}/{entry}.html")
     target = SITE.parent / "screenshots" / f"{Path(entry).name}.png"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -232,3 +232,56 @@ def test_attention_view_of_chapter_0_reacts_to_hover_without_network(browser_pag
         assert "token 3" in view.locator(".ihav-status").inner_text()
     finally:
         context.unroute("**/*")
+
+
+VISIBLE_WORD_LIMIT = 1_500  # words a student reads on a claim chapter before opening anything
+RESTRUCTURED_CLAIM_PAGES = [entry for entry in FIGURE_PAGES if Path(entry).stem[:2] in {"03", "04"}]
+VISIBLE_WORDS = """() => {
+  const article = document.querySelector("article.bd-article") || document.querySelector("main");
+  const copy = article.cloneNode(true);
+  copy.querySelectorAll("details, .cell_input, pre, table, script, style, .headerlink, .ihav").forEach(e => e.remove());
+  return copy.textContent.split(/\\s+/).filter(word => /[A-Za-z0-9]/.test(word)).length;
+}"""
+TABLE_WIDTHS = """() => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  return Array.from(document.querySelectorAll("article table")).map(t => [
+    Math.round(t.getBoundingClientRect().width), (t.querySelector("tr") || t).innerText.slice(0, 80)
+  ]);
+}"""
+TEXT_COLUMN_PX = 720  # the article column of sphinx-book-theme at a 1280 px window
+BAD_CELL = re.compile(r"^(nan|NaN|None|[+-]?\d+\.000)$")
+
+
+@pytest.mark.parametrize("entry", RESTRUCTURED_CLAIM_PAGES)
+def test_claim_chapter_shows_at_most_1500_words_outside_folds_and_code(browser_page, site_url, entry):
+    """A claim chapter reads in one sitting: its text outside folded sections, code and tables is short."""
+    open_page(browser_page, f"{site_url}/{entry}.html")
+    words = browser_page.evaluate(VISIBLE_WORDS)
+    assert words <= VISIBLE_WORD_LIMIT, f"{entry}: {words} visible words (at most {VISIBLE_WORD_LIMIT}): fold details"
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_no_table_is_wider_than_the_text_column_at_1280_px(browser_page, site_url, entry):
+    """Every table, folded ones opened, fits the 720 px text column of a 1280 px window."""
+    open_page(browser_page, f"{site_url}/{entry}.html")
+    wide = [(width, head) for width, head in browser_page.evaluate(TABLE_WIDTHS) if width > TEXT_COLUMN_PX]
+    assert not wide, f"{entry}: tables wider than {TEXT_COLUMN_PX} px (width, first row): {wide}"
+
+
+def test_bad_cell_pattern_flags_missing_values_and_padded_zeros_only():
+    """`nan`, `None` and `1.000` are flagged; 0.004, 1.0, 100 and "n/a" are not."""
+    assert [c for c in ["nan", "None", "1.000", "-0.000", "0.004", "1.0", "100", "n/a"] if BAD_CELL.match(c)] == [
+        "nan",
+        "None",
+        "1.000",
+        "-0.000",
+    ]
+
+
+@pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
+def test_no_table_cell_reads_nan_none_or_a_padded_whole_number(browser_page, site_url, entry):
+    """No table cell shows `nan`, `None` or `x.000`: missing values read "n/a", whole numbers without decimals."""
+    open_page(browser_page, f"{site_url}/{entry}.html")
+    cells = browser_page.locator("article table td").all_inner_texts()
+    bad = [cell.strip() for cell in cells if BAD_CELL.match(cell.strip())]
+    assert not bad, f"{entry}: table cells {bad[:10]}"

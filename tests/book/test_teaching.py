@@ -55,13 +55,13 @@ def test_chapter_opens_with_two_to_four_objectives(entry):
 
 @pytest.mark.parametrize("entry", CHAPTERS)
 def test_chapter_ends_with_exercises_each_with_a_hidden_answer_and_one_checked_number(entry):
-    """The last section "Exercises" holds 2 to 4 exercises, each with a folded answer, and a code cell with `assert`."""
+    """The last section "Exercises" holds 2 to 5 exercises, each with a folded answer, and a code cell with `assert`."""
     notebook = read_chapter(entry)
     chapter_sections = sections(notebook)
     assert list(chapter_sections)[-1:] == ["Exercises"], f"{entry}: 'Exercises' is not the last section"
     cells = chapter_sections["Exercises"]
     exercises = re.findall(r"^### Exercise", "\n".join(c.source for c in cells if c.cell_type == "markdown"), re.M)
-    assert 2 <= len(exercises) <= 4, f"{entry}: {len(exercises)} exercises"
+    assert 2 <= len(exercises) <= 5, f"{entry}: {len(exercises)} exercises"
     hidden = sum(
         1
         for cell in cells
@@ -86,3 +86,15 @@ def test_sections_split_at_level_two_headings_only():
     found = sections(notebook)
     assert list(found) == ["Objectives", "Exercises"]
     assert len(found["Objectives"]) == 3
+
+
+@pytest.mark.parametrize("entry", CHAPTERS)
+def test_implement_it_exercise_has_a_stub_and_a_checker_that_prints_not_yet_instead_of_raising(entry):
+    """Each chapter's Exercises hold a stub raising NotImplementedError, with no answer in it, and a cell calling an
+    `ihlib.exercises` checker that catches its AssertionError and prints "not yet" (the book build must not fail)."""
+    cells = sections(read_chapter(entry))["Exercises"]
+    stubs = [c for c in cells if c.cell_type == "code" and "raise NotImplementedError" in c.source]
+    checks = [c for c in cells if c.cell_type == "code" and "from ihlib.exercises import check_" in c.source]
+    assert len(stubs) == 1 and len(checks) == 1, f"{entry}: {len(stubs)} stubs, {len(checks)} checker cells"
+    assert "return" not in stubs[0].source, f"{entry}: the stub the student edits shows code beyond the signature"
+    assert "except (AssertionError, NotImplementedError)" in checks[0].source and "not yet" in checks[0].source

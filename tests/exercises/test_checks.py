@@ -14,6 +14,7 @@ from ihlib.core.factored import principal_angles
 from ihlib.exercises import (
     check_diagonal_zscore,
     check_induction_score,
+    check_key_swap,
     check_principal_angles,
     check_reversible_edit,
 )
@@ -201,3 +202,57 @@ def test_edit_checker_passes_try_finally_and_fails_wrong_ones():
     ]:
         with pytest.raises(AssertionError, match=message):
             check_reversible_edit(wrong)
+
+
+# --- reversible swap of two heads' keys -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def swapped(w_a, w_b):
+    saved_a, saved_b = w_a.detach().clone(), w_b.detach().clone()
+    try:
+        with torch.no_grad():
+            w_a.copy_(saved_b)
+            w_b.copy_(saved_a)
+        yield
+    finally:
+        with torch.no_grad():
+            w_a.copy_(saved_a)
+            w_b.copy_(saved_b)
+
+
+@contextlib.contextmanager
+def swapped_without_copy(w_a, w_b):
+    saved_a, saved_b = w_a.detach().clone(), w_b.detach().clone()
+    try:
+        with torch.no_grad():
+            w_a.copy_(w_b)  # w_a is overwritten before it is read: both get w_b
+            w_b.copy_(w_a)
+        yield
+    finally:
+        with torch.no_grad():
+            w_a.copy_(saved_a)
+            w_b.copy_(saved_b)
+
+
+@contextlib.contextmanager
+def swapped_never_restored(w_a, w_b):
+    saved_a = w_a.detach().clone()
+    with torch.no_grad():
+        w_a.copy_(w_b)
+        w_b.copy_(saved_a)
+    yield
+
+
+def test_swap_checker_passes_try_finally_and_fails_wrong_ones():
+    assert "bit for bit" in check_key_swap(swapped)
+    for wrong, message in [
+        (swapped_without_copy, "L1H2 inside the swap"),
+        (swapped_never_restored, "not restored exactly"),
+        (stub_edit, "not implemented yet"),
+        (stub, "not implemented yet"),
+        (forgot_return, "returned None"),
+        (lambda w_a, w_b: (w_b, w_a), "not a context manager"),
+    ]:
+        with pytest.raises(AssertionError, match=message):
+            check_key_swap(wrong)

@@ -12,8 +12,8 @@ from conftest import random_gpt2
 
 from ihlib.model.batches import repeated_tokens
 from ihlib.model.errors import ParameterError
-from ihlib.tools.ablation import Ablation, per_layer_ablations
-from ihlib.tools.in_context import icl_score
+from ihlib.tools.ablation import Ablation, ablated, per_layer_ablations
+from ihlib.tools.in_context import icl_score, icl_under_ablations
 
 
 def test_icl_score_is_the_late_minus_the_early_cross_entropy():
@@ -63,3 +63,26 @@ def test_per_layer_ablations_group_each_layers_heads():
     assert [c.heads for c in conditions[1:]] == [((1, 0), (1, 2)), ((2, 1), (2, 3))]
     assert [c.name for c in conditions[1:]] == ["mean layer 1 (2 heads)", "mean layer 2 (2 heads)"]
     assert all(c.kind == "mean" for c in conditions[1:])
+
+
+def test_icl_under_ablations_matches_icl_score_inside_each_ablation_and_restores_the_model():
+    """Each condition's score equals `icl_score` run by hand inside `ablated`; the weights are unchanged after."""
+    model = random_gpt2(n_pos=64)
+    ids = torch.randint(0, 97, (5, 40), generator=torch.Generator().manual_seed(1))
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    conditions = per_layer_ablations([(0, 1), (1, 0), (1, 1)])
+    scores = icl_under_ablations(model, ids, conditions, early=(2, 8), late=(20, 39))
+    assert list(scores) == [c.name for c in conditions]
+    with ablated(model, conditions[2].heads, kind="zero"):
+        by_hand = icl_score(model, ids, early=(2, 8), late=(20, 39))
+    assert scores[conditions[2].name].score.mean == pytest.approx(by_hand.score.mean, abs=1e-9)
+    assert scores[conditions[0].name].score.mean == pytest.approx(
+        icl_score(model, ids, early=(2, 8), late=(20, 39)).score.mean, abs=1e-9
+    )
+    assert scores[conditions[0].name].score.mean != pytest.approx(by_hand.score.mean, abs=1e-6)
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+
+
+def test_icl_under_ablations_refuses_mean_ablation():
+    with pytest.raises(ParameterError, match="zero ablations only"):
+        icl_under_ablations(random_gpt2(n_pos=64), torch.zeros(2, 30, dtype=torch.long), [Ablation(((0, 0),), "mean")])
