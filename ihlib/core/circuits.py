@@ -44,11 +44,22 @@ PRODUCTS_OF = {  # pair products (pair_grams.PRODUCTS) of each statistic; token_
 }
 
 
+SPREAD_RTOL = 1e-4  # a std below this share of the entries' root mean square is rounding (float32 sums)
+
+
+def standardised(excess: torch.Tensor, std: torch.Tensor, mean_square: torch.Tensor) -> torch.Tensor:
+    """`excess / std`, and 0 where the matrix has no spread beyond rounding (`std <= SPREAD_RTOL x rms`): a zero or
+    constant matrix has no diagonal to speak of. The one rule of every diagonal z-score path."""
+    spread = std > SPREAD_RTOL * mean_square.sqrt()
+    return torch.where(spread, excess / torch.where(spread, std, 1.0), 0.0)
+
+
 def diagonal_zscore(M: torch.Tensor | np.ndarray) -> torch.Tensor:
     """Return `(mean(diag M) - mean(M)) / std(M)` over the last two dims of square `M (..., d, d)`; population std."""
     M = torch.as_tensor(M, dtype=torch.float64)
     diag_mean = torch.diagonal(M, dim1=-2, dim2=-1).mean(-1)
-    return (diag_mean - M.mean((-2, -1))) / M.std((-2, -1), correction=0)
+    std = M.std((-2, -1), correction=0)
+    return standardised(diag_mean - M.mean((-2, -1)), std, (M**2).mean((-2, -1)))
 
 
 def factored_diagonal_zscore(A: torch.Tensor, C: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -60,9 +71,9 @@ def factored_diagonal_zscore(A: torch.Tensor, C: torch.Tensor, B: torch.Tensor) 
     trace = (C * (B.mT @ A).mT).sum((-2, -1))
     total = ((A.sum(-2).unsqueeze(-2) @ C) * B.sum(-2).unsqueeze(-2)).sum((-2, -1))
     mean = total / d**2
-    frob2 = factored_frobenius2(A, C, B)
-    std = (frob2 / d**2 - mean**2).clamp_min(0).sqrt()
-    return (trace / d - mean) / std
+    mean_square = factored_frobenius2(A, C, B) / d**2
+    std = (mean_square - mean**2).clamp_min(0).sqrt()
+    return standardised(trace / d - mean, std, mean_square)
 
 
 def factored_frobenius2(A: torch.Tensor, C: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
@@ -136,17 +147,13 @@ def _sums(factors: HeadFactors, u: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return tuple(W[:, out].double() @ (u @ W[:, into].double()).unsqueeze(-1) for into, out in ((Q, K), (V, O)))
 
 
-SPREAD_RTOL = 1e-4  # a std below this share of the entries' root mean square is rounding (float32 sums)
-
-
 def _zscore(products: dict, qk_sum: torch.Tensor, ov_sum: torch.Tensor, d: int) -> torch.Tensor:
     """Diagonal z-score from `trace`, `||M||_F^2` ("K") and `sum(M) = qk_sum . ov_sum` `(n, d)` per pair, `(n,)`;
     0 where `M` has no spread beyond rounding (a zero or constant matrix has no diagonal to speak of)."""
     mean = (qk_sum * ov_sum).sum(-1) / d**2
     mean_square = products["K"] / d**2
     std = (mean_square - mean**2).clamp_min(0).sqrt()
-    spread = std > SPREAD_RTOL * mean_square.sqrt()
-    return torch.where(spread, (products["trace"] / d - mean) / torch.where(spread, std, 1.0), 0.0)
+    return standardised(products["trace"] / d - mean, std, mean_square)
 
 
 @torch.no_grad()
