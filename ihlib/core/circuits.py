@@ -142,9 +142,11 @@ def _products_for(statistics: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _sums(factors: HeadFactors, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`W_qk^T u` and `W_ov u` of every head, `(n_heads, d, 1)` each, float64: `sum(M) = u^T W_qk W_ov u`."""
-    W = factors.W
-    return tuple(W[:, out].double() @ (u @ W[:, into].double()).unsqueeze(-1) for into, out in ((Q, K), (V, O)))
+    """`W_qk^T u` and `W_ov u` of every head, `(n_heads, d, 1)` each, float64: `sum(M) = u^T W_qk W_ov u`.
+
+    Products in the weights' dtype (two matrix-vector products per head), summed in float64 by the caller."""
+    W, u = factors.W, u.to(factors.W.dtype)
+    return tuple((W[:, out] @ (u @ W[:, into]).unsqueeze(-1)).double() for into, out in ((Q, K), (V, O)))
 
 
 def _zscore(products: dict, qk_sum: torch.Tensor, ov_sum: torch.Tensor, d: int) -> torch.Tensor:

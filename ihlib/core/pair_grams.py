@@ -53,14 +53,18 @@ class HeadFactors:
         """Width of the residual stream."""
         return int(self.W.shape[-2])
 
-    def reader(self, kind: str, heads: torch.Tensor) -> torch.Tensor:
-        """`X (len(heads), d, k)`, weights' dtype, with `X X^T` the side of `kind` in `READER_FACTORS` of each head.
+    def readers(self, kinds: list[str], heads: torch.Tensor) -> torch.Tensor:
+        """`X (len(heads) * len(kinds), d, k)`, head-major, weights' dtype, stored transposed (both layouts read fast),
+        with `X X^T` the side of each `kind` in `READER_FACTORS` of each head.
 
         "K": `W_qk^T W_qk`, "Q": `W_qk W_qk^T`, "V": `W_ov^T W_ov` (receiving side), "writer": `W_ov W_ov^T`
         (sending side); `X = W[a] S` with `S S^T = W[b]^T W[b]`, the `k x k` root taken in float64.
         """
-        a, b = READER_FACTORS[kind]
-        return self.W[heads, a] @ gram_root(self.grams[heads, b]).to(self.W.dtype)
+        out = torch.empty(len(heads), len(kinds), self.W.shape[-1], self.d_model, dtype=self.W.dtype, device="cpu")
+        for j, kind in enumerate(kinds):
+            a, b = READER_FACTORS[kind]
+            torch.matmul(gram_root(self.grams[heads, b]).to(self.W.dtype).mT, self.W[heads, a].mT, out=out[:, j])
+        return out.flatten(0, 1).mT
 
 
 def head_factors(W_all: torch.Tensor) -> HeadFactors:
@@ -99,23 +103,21 @@ def pair_products(
     recv, send = torch.from_numpy(recv_ids), torch.from_numpy(send_ids)
     sides = {}  # name: (receiving factors, sending factors), products summed over row blocks
     if kinds:  # all symmetric kinds in one product: receiver-major rows (receiver, kind)
-        stacked = torch.stack([factors.reader(kind, recv) for kind in kinds], dim=1).flatten(0, 1)
-        sides["symmetric"] = (_transposed_copy(stacked), _transposed_copy(factors.reader("writer", send)))
+        sides["symmetric"] = (factors.readers(kinds, recv), factors.readers(["writer"], send))
     if "trace" in products:
         W = factors.W
         sides["trace"] = ((W[recv, K], W[recv, Q].mT.contiguous()), (W[send, O], W[send, V].mT.contiguous()))
     n_sides = len(recv_ids) * len(products) + len(send_ids) * len(sides)
     rows = _block_rows(factors.d_model, n_sides, factors.W.element_size())
+    buffers = {name: _block_buffers(recv_side, send_side, rows) for name, (recv_side, send_side) in sides.items()}
     sums = {
         name: torch.zeros(len(receivers), len(kinds) if name == "symmetric" else 1, dtype=torch.float64, device="cpu")
         for name in sides
     }
     for start in range(0, factors.d_model, rows):
         stop = min(start + rows, factors.d_model)
-        blocks = {
-            name: _row_blocks(name, recv_side, send_side, start, stop) for name, (recv_side, send_side) in sides.items()
-        }
-        for name, (recv_block, send_block) in blocks.items():
+        for name, (recv_side, send_side) in sides.items():
+            recv_block, send_block = _row_blocks(name, recv_side, send_side, start, stop, buffers[name])
             per_receiver = recv_block.shape[0] // len(recv_ids)
             for group in groups:
                 rows_of_group = recv_block[group.rows.start * per_receiver : group.rows.stop * per_receiver]
@@ -125,38 +127,50 @@ def pair_products(
     return out | ({"trace": sums["trace"][:, 0]} if "trace" in sums else {})
 
 
-def _row_blocks(name: str, recv_side, send_side, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows `start:stop` of both sides' `d x d` matrices, `(heads, entries)`: upper blocks (symmetric) or full rows."""
+def _block_buffers(recv_side, send_side, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Storage for the largest row block of each side, `(heads, rows * d)`, allocated once and reused by every block
+    (a fresh allocation of this size per block costs more in page faults than the products themselves)."""
+    recv, send = (side if isinstance(side, torch.Tensor) else side[0] for side in (recv_side, send_side))
+    d = recv.shape[-2]
+    return tuple(torch.empty(X.shape[0], rows * d, dtype=X.dtype, device=X.device) for X in (recv, send))
+
+
+def _row_blocks(
+    name: str, recv_side, send_side, start: int, stop: int, buffers: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `start:stop` of both sides' `d x d` matrices, `(heads, entries)` views of `buffers`: upper blocks
+    (symmetric) or full rows."""
+    recv_buffer, send_buffer = buffers
     if name == "symmetric":
-        return _symmetric_rows(recv_side, start, stop), _symmetric_rows(
-            send_side, start, stop, double_off_diagonal=True
+        return _symmetric_rows(recv_side, start, stop, recv_buffer), _symmetric_rows(
+            send_side, start, stop, send_buffer, double_off_diagonal=True
         )
     (w_k, w_q_t), (w_o, w_v_t) = recv_side, send_side
-    return _products(w_k[:, start:stop], w_q_t), _products(w_o[:, start:stop], w_v_t)
+    return _products(w_k[:, start:stop], w_q_t, recv_buffer), _products(w_o[:, start:stop], w_v_t, send_buffer)
 
 
-def _symmetric_rows(X: torch.Tensor, start: int, stop: int, *, double_off_diagonal: bool = False) -> torch.Tensor:
-    """Rows `start:stop` of `X X^T (n, d, d)` from column `start` on, flattened `(n, rows * (d - start))`.
+def _symmetric_rows(
+    X: torch.Tensor, start: int, stop: int, buffer: torch.Tensor, *, double_off_diagonal: bool = False
+) -> torch.Tensor:
+    """Rows `start:stop` of `X X^T (n, d, d)` from column `start` on, flattened `(n, rows * (d - start))`, written
+    into `buffer`.
 
     The inner product of two symmetric matrices is the sum over these upper blocks, with the entries right of the
     diagonal block counted twice: `double_off_diagonal` doubles them on one side.
     """
-    block = _products(X[:, start:stop], X.mT[:, :, start:]).view(X.shape[0], stop - start, -1)
+    block = _products(X[:, start:stop], X.mT[:, :, start:], buffer).view(X.shape[0], stop - start, -1)
     if double_off_diagonal:
         block[:, :, stop - start :] *= 2
     return block.flatten(1)
 
 
-def _transposed_copy(X: torch.Tensor) -> torch.Tensor:
-    """`X (n, d, k)` stored as its transpose `(n, k, d)` (returned as the `(n, d, k)` view): both layouts are read."""
-    return X.mT.contiguous().mT
-
-
-def _products(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """`A[i] @ B[i]` for batches `A (n, m, k)`, `B (n, k, p)`, flattened `(n, m * p)`: one `mm` per head, since the
-    batched `bmm` runs these thin products (inner dimension `d_head`) at half the speed (measured, MKL, one thread)."""
-    out = torch.empty(A.shape[0], A.shape[1], B.shape[2], dtype=A.dtype, device=A.device)
-    for i in range(A.shape[0]):
+def _products(A: torch.Tensor, B: torch.Tensor, buffer: torch.Tensor) -> torch.Tensor:
+    """`A[i] @ B[i]` for batches `A (n, m, k)`, `B (n, k, p)`, flattened `(n, m * p)` in the front of `buffer`: one
+    `mm` per head, since the batched `bmm` runs these thin products (inner dimension `d_head`) at half the speed
+    (measured, MKL, one thread)."""
+    n, m, p = A.shape[0], A.shape[1], B.shape[2]
+    out = buffer[:, : m * p].view(n, m, p)
+    for i in range(n):
         torch.mm(A[i], B[i], out=out[i])
     return out.flatten(1)
 
