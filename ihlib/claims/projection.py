@@ -74,7 +74,9 @@ class ProjectionResult:
     that the edit removes (project out) or keeps (keep only), mean over repetitions. `overlap[condition]`
     `(n_ranks,)`: mean squared cosine of the principal angles between the condition's subspace and the treatment's,
     mean over edited heads and repetitions. `uninformative[i]`: the heads for which rank `ranks[i]` is not
-    informative (the treatment's subspace holds essentially all their energy, or no matched subspace was found).
+    informative (the treatment's subspace holds essentially all their energy, or no matched subspace was found);
+    `coinciding[i]`: the heads whose energy-matched control at rank `ranks[i]` is the treatment's subspace itself
+    (`MatchedSubspace.coincides`), where the rank is judged against the random subspace alone.
     `fitting`: the scheme (`projection_controls.FITTINGS`). `untested` says why nothing was run; then arrays are empty.
     """
 
@@ -93,6 +95,7 @@ class ProjectionResult:
     fitting: str = "alternate folds"
     overlap: dict[str, list[float]] = field(default_factory=dict)
     uninformative: list[list[list[int]]] = field(default_factory=list)
+    coinciding: list[list[list[int]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -129,6 +132,7 @@ class ProjectionResult:
             f"energy_{self.energy_word}": self.energy,
             "overlap_with_treatment": self.overlap,
             "uninformative": self.uninformative,
+            "matched_control_coincides": self.coinciding,
             **self.settings.record(),
             "summary": self.summary,
             "untested": self.untested,
@@ -155,11 +159,13 @@ def head_energy(W_all: torch.Tensor, heads: list, component: str, P: torch.Tenso
 @dataclass(frozen=True)
 class _RankEdits:
     """One rank of one repetition: per condition the edits `[(heads, P)]`, the overlaps with the treatment's
-    subspace per edited head, and the heads for which the rank is not informative."""
+    subspace per edited head, the heads for which the rank is not informative, and those whose matched control
+    coincides with the treatment."""
 
     edits: dict[str, list[tuple[list[list[int]], torch.Tensor]]]
     overlaps: dict[str, float]
     uninformative: list[list[int]]
+    coinciding: list[list[int]]
 
 
 def _rank_edits(
@@ -181,7 +187,9 @@ def _rank_edits(
         "random subspace": float(np.mean([overlap(V, random_V) for V in treatment])),
         "energy-matched": float(np.mean([m.overlap for m in matched])),
     }
-    return _RankEdits(edits, overlaps, [h for h, m in zip(heads, matched, strict=True) if not m.informative])
+    pairs = list(zip(heads, matched, strict=True))
+    uninformative = [h for h, m in pairs if not m.informative]
+    return _RankEdits(edits, overlaps, uninformative, [h for h, m in pairs if m.informative and m.coincides])
 
 
 def _energy_share(W_all: torch.Tensor, edits: list, component: str, total: float) -> float:
@@ -200,9 +208,10 @@ def _projection_runs(
     project_out: bool,
     chunk_size: int,
     progress: bool,
-) -> tuple[dict, dict, dict, dict, list]:
+) -> tuple[dict, dict, dict, dict, list, list]:
     """Score every condition at every rank on every batch: `{condition: (n_ranks, n_exp, b, p)}`, energies,
-    overlaps and, per rank, the heads for which it is not informative (in any repetition)."""
+    overlaps and, per rank, the heads for which it is not informative and those whose matched control coincides with
+    the treatment (in any repetition)."""
     batches, positions, n_exp = settings.batches(), settings.positions(), settings.n_exp
     energies = [(C, eigenbasis(C)) for C in (energy_matrix(W_all, head, component) for head in heads)]
     total = float(head_energy(W_all, heads, component).sum())
@@ -210,6 +219,7 @@ def _projection_runs(
     retained = {s: np.ones((len(ranks), n_exp)) for s in SUBSPACES}
     overlaps = {s: np.zeros((len(ranks), n_exp)) for s in SUBSPACES}
     uninformative: list[list[list[int]]] = [[] for _ in ranks]
+    coinciding: list[list[list[int]]] = [[] for _ in ranks]
     bar = tqdm(total=n_exp * (len(SUBSPACES) * (len(ranks) - 1) + 1), desc=f"project {component}", disable=not progress)
     for r, ids in enumerate(batches):
         unedited = pred_probs(model, ids, positions, chunk_size)
@@ -220,6 +230,7 @@ def _projection_runs(
             rng = np.random.default_rng([settings.seed, r, rank])
             step = _rank_edits(plan, rank, heads, energies, rng, project_out)
             uninformative[i] += [h for h in step.uninformative if h not in uninformative[i]]
+            coinciding[i] += [h for h in step.coinciding if h not in coinciding[i]]
             for s, edits in step.edits.items():
                 with ExitStack() as stack:
                     for edited, P in edits:
@@ -232,7 +243,8 @@ def _projection_runs(
     probs = {s: np.array([[p for p, _ in row] for row in rows]) for s, rows in scored.items()}
     errs = {s: np.array([[e for _, e in row] for row in rows]) for s, rows in scored.items()}
     shares = {s: [float(x) for x in (1.0 - v if project_out else v).mean(1)] for s, v in retained.items()}
-    return probs, errs, shares, {s: [float(x) for x in v.mean(1)] for s, v in overlaps.items()}, uninformative
+    overlap_means = {s: [float(x) for x in v.mean(1)] for s, v in overlaps.items()}
+    return probs, errs, shares, overlap_means, uninformative, coinciding
 
 
 def _untested_reason(IH_proj: list, heads: list, component: str, fitting: str) -> str | None:
@@ -291,7 +303,7 @@ def project(
         )
     plan = edit_plan(W_all, IH_proj, heads, fitting=fitting)
     ranks = rank_sweep(max_rank, step, plan.max_rank)
-    probs, errs, energy, overlaps, uninformative = _projection_runs(
+    probs, errs, energy, overlaps, uninformative, coinciding = _projection_runs(
         model, W_all, settings, plan, heads, ranks, component, project_out, chunk_size, progress
     )
     return ProjectionResult(
@@ -310,6 +322,7 @@ def project(
         fitting,
         overlaps,
         uninformative,
+        coinciding,
     )
 
 
@@ -323,9 +336,16 @@ def _decides(result: ProjectionResult, i: int, tolerance: float) -> bool:
     summary = result.summary
     common, random = (read_error_change(Interval.of(summary[s]["err_change"], i), tolerance) for s in SUBSPACES[:2])
     gap = Interval.of(mean_ci(per_repetition(result.errs["common subspace"][i] - result.errs["energy-matched"][i])))
+    coinciding = bool(result.coinciding and result.coinciding[i])
     if not result.project_out:
-        return common == "intact" and random == "breaks" and gap.high < 0
-    return common == "breaks" and random == "intact" and gap.low > 0
+        return common == "intact" and random == "breaks" and (coinciding or gap.high < 0)
+    return common == "breaks" and random == "intact" and (coinciding or gap.low > 0)
+
+
+def coinciding_ranks(result: ProjectionResult) -> list[int]:
+    """Swept ranks at which some head's energy-matched control coincides with the common subspace."""
+    coinciding = result.coinciding or [[] for _ in result.ranks]
+    return [rank for rank, heads in zip(result.ranks, coinciding, strict=True) if heads]
 
 
 def decisive_rank(result: ProjectionResult, *, tolerance: float = 0.1) -> int | None:
@@ -335,8 +355,10 @@ def decisive_rank(result: ProjectionResult, *, tolerance: float = 0.1) -> int | 
     breaks it more than the energy-matched control (paired 95% interval of the error gap above 0), which removes
     the same share of each head's energy. Keep only: the common subspace keeps copying intact while a random one
     breaks it, and it keeps copying better than the energy-matched control (gap below 0). A rank that is not
-    informative for some edited head (`ProjectionResult.uninformative`) never decides. Readings as in
-    `stats.read_error_change`. Requiring consecutive ranks is the correction for scanning ranks.
+    informative for some edited head (`ProjectionResult.uninformative`) never decides; at a rank where some head's
+    matched control coincides with the common subspace (`ProjectionResult.coinciding`: its energy lies there, so no
+    control of equal energy can differ), the gap cannot come out either way and the random subspace alone decides.
+    Readings as in `stats.read_error_change`. Requiring consecutive ranks is the correction for scanning ranks.
     """
     if result.untested:
         return None
@@ -404,5 +426,21 @@ def judge_projection(results: list[ProjectionResult], *, tolerance: float = 0.1)
         if label == "supported" and numbers["killed"] is None:
             label = "partly supported"
             why = f"projecting out never kills copying: the error levels off at {numbers['plateau']:.2f} < {KILLED}."
+        why = " ".join(filter(None, [why, _coinciding_words(runs)]))
         judgements[component] = ProjectionJudgement(component, label, decisive, **numbers, why=why)
     return judgements
+
+
+def _coinciding_words(runs: dict[bool, ProjectionResult]) -> str:
+    """One sentence naming the ranks judged against the random subspace alone, or ""."""
+    parts = [
+        f"{ranks} ({'project out' if out else 'keep only'})"
+        for out in (True, False)
+        if (ranks := ", ".join(str(r) for r in coinciding_ranks(runs[out])))
+    ]
+    if not parts:
+        return ""
+    return (
+        f"At ranks {' and '.join(parts)} the energy-matched control is the common subspace itself (the heads' "
+        "energy lies there), so those ranks are judged against the random subspace alone."
+    )

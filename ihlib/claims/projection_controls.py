@@ -36,6 +36,7 @@ from ihlib.model.weights import K, O, Q, V
 FITTINGS = ("in-sample", "alternate folds", "leave one layer out")  # most leakage first
 FOLDS = 2
 ESSENTIALLY_ALL = 0.99  # a subspace holding this share of a head's energy holds its whole range: not informative
+COINCIDES = 0.9  # a matched control overlapping the treatment this much is the treatment: the gap cannot be nonzero
 MATCH_TOLERANCE = 1e-3  # bisection stops when the matched share is within this relative error of the target
 BISECTION_STEPS = 60
 
@@ -157,6 +158,12 @@ class MatchedSubspace:
     target: float
     overlap: float
     informative: bool
+
+    @property
+    def coincides(self) -> bool:
+        """True when every subspace holding the target share is (almost) the treatment's own (overlap >= `COINCIDES`):
+        the head's energy lies in the treatment's subspace, so no energy-matched control can differ from it."""
+        return self.overlap >= COINCIDES
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ihlib.model.head_ids import check_heads, head_label
 from ihlib.model.loading import AnyGPT2
 
 LOOKS_BACK = 0.5  # a head looks back at a query position when at least half its attention goes to the previous token
+ATTENTION_BYTES = 512 * 2**20  # bound on the attention weights of all layers held at once (sequences per forward)
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,20 @@ class LookBack:
 
 
 def look_back(model: AnyGPT2, heads: list, *, batch_size: int = 32, rep: int = 3, seed: int = 0) -> LookBack:
-    """Measure `heads`' previous-token attention per query position on sequences that fill the context."""
+    """Measure `heads`' previous-token attention per query position on sequences that fill the context, a few
+    sequences per forward (`ATTENTION_BYTES`: at GPT-2-small's 1024 positions one sequence's attention weights,
+    all layers, take 600 MB)."""
     heads = check_heads(heads, (model.config.n_layer, model.config.n_head))
     seg_len = model.config.n_positions // rep
     ids = repeated_tokens(batch_size, seg_len, model.config.vocab_size, rep, seed)
-    attn = attention_patterns(model, ids)  # (n_layer, batch, n_head, T, T)
-    previous = np.full((len(heads), ids.shape[1]), np.nan)
-    for i, (layer, head) in enumerate(heads):
-        rows = attn[layer, :, head]
-        previous[i, 1:] = rows.diagonal(offset=-1, dim1=-2, dim2=-1).mean(0).double().numpy()
+    T = ids.shape[1]
+    per_sequence = model.config.n_layer * model.config.n_head * T * T * 4
+    chunk = max(1, ATTENTION_BYTES // per_sequence)
+    totals = np.zeros((len(heads), T))
+    for start in range(0, batch_size, chunk):
+        attn = attention_patterns(model, ids[start : start + chunk])  # (n_layer, chunk, n_head, T, T)
+        for i, (layer, head) in enumerate(heads):
+            totals[i, 1:] += attn[layer, :, head].diagonal(offset=-1, dim1=-2, dim2=-1).sum(0).double().numpy()
+    previous = totals / batch_size
+    previous[:, 0] = np.nan
     return LookBack(heads, previous, seg_len, rep, batch_size)

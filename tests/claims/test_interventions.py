@@ -16,6 +16,7 @@ from conftest import random_gpt2
 from ihlib.claims.projection import (
     SUBSPACES,
     ProjectionResult,
+    coinciding_ranks,
     common_subspace,
     decisive_rank,
     head_energy,
@@ -329,6 +330,32 @@ def test_a_subspace_holding_all_of_a_heads_energy_makes_the_rank_not_informative
     whole = torch.linalg.eigh(C)[1].flip(-1)[:, :8]  # d_head = 8: the head's whole range
     matched = matched_subspace(C, whole, np.random.default_rng(0))
     assert matched.target == pytest.approx(1.0) and not matched.informative
+
+
+def test_a_head_whose_energy_lies_in_the_subspace_gets_a_matched_control_that_coincides_with_it():
+    """Energy 10 on four directions, 1 on four more, 1e-3 on the rest: a rank-4 subspace holding the top four (91% of
+    the energy) has no matched twin; one holding two of them and two weaker ones (50%) has."""
+    d, rank = 24, 4
+    basis = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(0)).double())[0]
+    energies = torch.tensor([10.0] * rank + [1.0] * rank + [1e-3] * (d - 2 * rank), dtype=torch.float64)
+    C = basis @ torch.diag(energies) @ basis.T
+    concentrated = matched_subspace(C, basis[:, :rank], np.random.default_rng(0))
+    assert concentrated.informative and concentrated.coincides and concentrated.overlap > 0.99
+    spread = matched_subspace(C, basis[:, 2 : 2 + rank], np.random.default_rng(0))
+    assert spread.informative and not spread.coincides and spread.overlap < 0.9
+
+
+def test_a_rank_whose_matched_control_coincides_is_judged_against_the_random_subspace_alone():
+    """Keep only: common intact, random breaks, matched as good as common; it decides only where it coincides."""
+    common, random = [0.02, 0.02, 0.02, 0.02], [0.02, 0.9, 0.9, 0.9]
+    alike = synthetic_projection("QK", False, common, random, own=common)
+    assert decisive_rank(alike) is None
+    coinciding = replace(alike, coinciding=[[], [[1, 0]], [[1, 0]], []])
+    assert decisive_rank(coinciding) == 4 and coinciding_ranks(coinciding) == [4, 8]
+    out = synthetic_projection("QK", True, [0.02, 0.5, 0.95, 0.95], [0.02, 0.02, 0.02, 0.3])
+    judgement = judge_projection([out, coinciding])["QK"]
+    assert judgement.label == "supported"
+    assert judgement.why.startswith("At ranks 4, 8 (keep only) the energy-matched control is the common subspace")
 
 
 def test_projection_without_heads_is_not_tested_and_says_why(model):

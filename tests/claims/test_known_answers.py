@@ -13,20 +13,7 @@ from ihlib.claims.known_answers import FAST, judge_claims
 from ihlib.model.planted import planted_model
 from ihlib.model.planted_truth import CLAIMS, TRUTH
 
-KEEP_ONLY_MATCHED = (
-    "keeping only the common subspace never beats the energy-matched control here: every circuit head's energy is "
-    "almost all in the circuit's subspace, so a subspace that keeps as much of a head's energy keeps the circuit too "
-    "and copies as well (top-1 error 0.12 against 0.12 at rank 16 on direct, QK, chapter options): keep-only cannot "
-    "decide. Project-out decides on OV ('partly supported'); on QK it decides at ranks 56-64 with step 8 ('partly "
-    "supported' at the chapters' options) and at no rank with FAST's step 16 ('not supported')"
-)
-KNOWN_DISAGREEMENTS = {
-    ("direct", "projection QK"): KEEP_ONLY_MATCHED,
-    ("direct", "projection OV"): KEEP_ONLY_MATCHED,
-    ("one-layer", "projection QK"): KEEP_ONLY_MATCHED,
-    ("one-layer", "projection OV"): KEEP_ONLY_MATCHED,
-    ("mlp", "projection QK"): KEEP_ONLY_MATCHED,
-}
+KNOWN_DISAGREEMENTS: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from conftest import random_gpt2
 
 from ihlib.core.copying import CopyingSettings
+from ihlib.heads import reach
 from ihlib.heads.reach import LookBack
+from ihlib.heads.scoring import attention_patterns
+from ihlib.model.batches import repeated_tokens
 from ihlib.report.reach_sentences import copying_reach_paragraph
 
 
@@ -29,3 +33,18 @@ def test_the_copying_sentence_says_which_positions_lie_beyond_the_reach():
     beyond = int((settings.positions() > 49).sum())
     assert "up to query position 49" in text and "60-token sequences" in text
     assert f"{beyond} of its {settings.positions().size} query positions" in text and "up to 39, within" in text
+
+
+def test_look_back_a_few_sequences_per_forward_equals_one_forward_over_the_whole_batch(monkeypatch):
+    """Chunked by the memory bound (one sequence per forward here), the mean previous-token attention is the same."""
+    model = random_gpt2(n_layer=2, n_head=4, n_pos=48)
+    heads = [[0, 1], [1, 3]]
+    ids = repeated_tokens(5, 16, model.config.vocab_size, 3, 0)
+    attn = attention_patterns(model, ids)
+    expected = [
+        attn[layer, :, head].diagonal(offset=-1, dim1=-2, dim2=-1).mean(0).double().numpy() for layer, head in heads
+    ]
+    monkeypatch.setattr(reach, "ATTENTION_BYTES", 1)
+    result = reach.look_back(model, heads, batch_size=5, rep=3, seed=0)
+    assert np.isnan(result.previous[:, 0]).all()
+    np.testing.assert_allclose(result.previous[:, 1:], np.stack(expected), rtol=1e-6, atol=1e-7)
