@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ihlib.core.factored import random_orthonormal, stacked_qk_svd
+from ihlib.core.factored import random_orthonormal, single_threaded, stacked_qk_svd
 from ihlib.model.errors import IHLibError
 from ihlib.model.validation import integer
 from ihlib.model.weights import K, O, Q, V
@@ -175,9 +175,13 @@ class Eigenbasis:
     rank: int
 
 
+@single_threaded()
 def eigenbasis(C: torch.Tensor) -> Eigenbasis:
-    """The `Eigenbasis` of the symmetric `C` (one `eigh`, one `matrix_rank`; reuse it for every rank and repetition)."""
-    return Eigenbasis(torch.linalg.eigh(C)[1].flip(-1), int(torch.linalg.matrix_rank(C)))
+    """The `Eigenbasis` of the symmetric `C` from one `eigh` (reuse it for every rank and repetition); the rank counts
+    eigenvalues above `matrix_rank`'s default tolerance, `d x eps x` the largest in magnitude."""
+    values, vectors = torch.linalg.eigh(C)
+    tolerance = values.abs().max() * C.shape[-1] * torch.finfo(C.dtype).eps
+    return Eigenbasis(vectors.flip(-1), int((values.abs() > tolerance).sum()))
 
 
 class _Path:

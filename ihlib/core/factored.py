@@ -254,6 +254,7 @@ def _float64_head_subspaces(W: torch.Tensor, rank: int) -> HeadSubspaces:
 
 
 @torch.no_grad()
+@single_threaded()
 def stacked_qk_svd(W_all: torch.Tensor, heads: list) -> tuple[torch.Tensor, torch.Tensor]:
     """Return singular values `(m,)` and right singular vectors `(d_model, m)` of the stack `[W_qk(h) for h in heads]`.
 
