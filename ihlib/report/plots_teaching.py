@@ -23,7 +23,12 @@ def plot_ov_copying(scores: OVCopyingScores, *, title: str = "") -> plt.Figure:
     panel_height = 0.9 + 0.35 * scores.token_fraction.shape[0]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(PAGE_WIDTH_IN, 2 * panel_height + 0.5))
     _heatmap(fig, top, scores.token_fraction, Normalize(0, 1), "Greens", "share\n(dashed: chance)")
-    top.set_title("share of source tokens whose own token wins (argmax over outputs)")
+    evaluated = (
+        "source tokens"
+        if scores.sources.size == scores.vocab_size
+        else f"{scores.sources.size:,} sampled source tokens (of {scores.vocab_size:,})"
+    )
+    top.set_title(f"share of {evaluated} whose own token wins (argmax over outputs)")
     _mark_on_colourbar(top, scores.chance_fraction)
     _heatmap(fig, bottom, scores.eigen_score, TwoSlopeNorm(0, -1, 1), "RdBu_r", "Σλ / Σ|λ|\n(dashed: random)")
     bottom.set_title("eigenvalue copying score")

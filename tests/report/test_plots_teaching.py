@@ -112,3 +112,11 @@ def test_ov_heatmaps_mark_chance_and_zero_on_their_colour_bars(figures):
     assert dashed_values(left.images[0].colorbar.ax, horizontal=True) == pytest.approx([1 / 97])
     assert dashed_values(right.images[0].colorbar.ax, horizontal=True) == [0.0]
     assert (right.images[0].norm.vmin, right.images[0].norm.vmax) == (-1, 1)
+
+
+def test_the_ov_copying_title_says_when_the_sources_are_a_sample(small_model):
+    """Every token: "share of source tokens ..."; a sample: how many, of how many."""
+    whole = plot_ov_copying(ov_copying_scores(small_model)).axes[0].get_title()
+    sampled = plot_ov_copying(ov_copying_scores(small_model, max_sources=40)).axes[0].get_title()
+    assert whole.startswith("share of source tokens whose own token wins")
+    assert sampled.startswith("share of 40 sampled source tokens (of 97) whose own token wins")

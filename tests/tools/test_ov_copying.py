@@ -100,3 +100,13 @@ def test_the_copy_models_induction_heads_copy_and_its_idle_layer_does_not(copy_m
     assert scores.token_fraction[1].min() >= 0.35
     assert scores.eigen_score[1].min() >= 0.95
     assert scores.token_fraction[2].max() <= 0.05  # chance is 1/512 ~ 0.002
+
+
+def test_a_vocabulary_larger_than_max_sources_is_scored_on_a_seeded_sample_of_its_tokens(small_model):
+    """97 tokens, at most 40 sources: a sorted, seeded sample of 40 distinct ids; the same seed gives the same ids."""
+    sampled = ov_copying_scores(small_model, max_sources=40, seed=3)
+    assert sampled.sources.size == 40 and np.all(np.diff(sampled.sources) > 0) and sampled.vocab_size == 97
+    np.testing.assert_array_equal(sampled.sources, ov_copying_scores(small_model, max_sources=40, seed=3).sources)
+    explicit = ov_copying_scores(small_model, sources=sampled.sources)
+    np.testing.assert_allclose(sampled.token_fraction, explicit.token_fraction)
+    assert ov_copying_scores(small_model).sources.size == 97  # below MAX_SOURCES: every token
