@@ -17,6 +17,7 @@ from ihlib.report.formatting import (
     format_number,
     reading_frame,
     reading_table,
+    short_columns,
 )
 from ihlib.report.table_style import table
 
@@ -90,3 +91,10 @@ def test_the_pages_table_helper_keeps_every_column_and_formats_counts():
     frame = pd.DataFrame([[8.0, 0.12345, None] * 3], columns=[f"c{i}" for i in range(9)])
     html = table(frame).to_html()
     assert ">8<" in html and ">0.123<" in html and "None" not in html and "8.000" not in html
+
+
+def test_numbers_and_intervals_stay_on_one_line_while_long_text_wraps():
+    frame = pd.DataFrame({"error": [0.0312], "scope": ["top-1 copying on repeated random tokens, direct path"]})
+    assert short_columns(reading_frame(frame)) == ["error"]
+    html = reading_table(frame).to_html()
+    assert html.count("white-space: nowrap") == 1
