@@ -132,6 +132,10 @@ def test_a_planted_copying_subspace_is_supported_by_claim_1_and_random_weights_a
     assert "supported" not in labels
     verdict = diagonal_verdict(planted)
     assert verdict.verdict == "supported" and len(verdict.details) == 3
+    assert verdict.summary == (
+        f"The {planted.n_pairs} chosen pairs that can compose clear 3 of the 3 controls on the diagonal z-score "
+        "(random composable, same layers, specificity)."
+    )
     W_E = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     controls = diagonal_controls(planted_weights(0), IH, SH, W_E=W_E, n_boot=500)
     with_secondary = diagonal_verdict(judge_diagonal(controls), secondary=controls, model="planted")
@@ -160,6 +164,7 @@ def test_a_planted_shared_subspace_is_supported_by_claim_2_and_none_is_not():
     assert "supported" not in labels
     verdict = matching_verdict(planted)
     assert verdict.verdict == "supported" and any(line.startswith("IH x IH: supported") for line in verdict.details)
+    assert verdict.summary.endswith("reads: IH x SH supported; IH x IH supported.")
     random_results, random_judgement = judged(random_weights(0))
     per_rank = matching_verdict(random_judgement, per_rank=random_results).details
     ranked = [line for line in per_rank if "per rank" in line]
