@@ -9,6 +9,7 @@ others stay in the saved data).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,7 +22,7 @@ from ihlib.model.errors import ParameterError
 MISSING = "n/a"  # what a cell without a value reads
 SIGNIFICANT = 3  # significant digits of a number that is not a count
 MAX_COLUMNS = 7  # columns that fit the 720 px text column at 1280 px (index levels included)
-NOWRAP_CHARS = 24  # a column whose cells are all this short (numbers, intervals) never wraps; longer text does
+NUMBER_LIKE = re.compile(r"[^A-Za-z]*|n/a")  # a cell without words: a number, an interval "0.03 [0.02, 0.04]"
 
 
 def format_interval(value: Interval, signed: bool = False) -> str:
@@ -124,18 +125,19 @@ def reading_frame(
     return pd.DataFrame(cells, index=range(len(shown)))
 
 
-def short_columns(text: pd.DataFrame, limit: int = NOWRAP_CHARS) -> list[str]:
-    """The columns of a text frame whose every cell has at most `limit` characters (numbers, intervals, labels)."""
-    return [name for name in text.columns if text[name].str.len().max() <= limit]
+def number_columns(text: pd.DataFrame) -> list[str]:
+    """The columns of a text frame whose every cell is a number or an interval (no words; exponents allowed)."""
+    plain = text.replace(r"\de[+-]\d", "", regex=True)
+    return [name for name in text.columns if all(NUMBER_LIKE.fullmatch(cell) for cell in plain[name])]
 
 
 def reading_table(frame: pd.DataFrame, **options: object) -> Styler:
-    """`reading_frame(frame, **options)` as a Styler without the index: short cells (numbers, intervals) kept on
-    one line, longer text wrapped so that the table fits the text column (the HTML a page shows)."""
+    """`reading_frame(frame, **options)` as a Styler without the index: numbers and intervals kept on one line,
+    words wrapped so that the table fits the text column (the HTML a page shows)."""
     text = reading_frame(frame, **options)  # type: ignore[arg-type]
     return (
         text.style.hide(axis="index")
-        .set_properties(subset=short_columns(text), **{"white-space": "nowrap"})
+        .set_properties(subset=number_columns(text), **{"white-space": "nowrap"})
         .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
     )
 

@@ -15,9 +15,9 @@ from ihlib.report.formatting import (
     format_cell,
     format_interval,
     format_number,
+    number_columns,
     reading_frame,
     reading_table,
-    short_columns,
 )
 from ihlib.report.table_style import table
 
@@ -93,8 +93,15 @@ def test_the_pages_table_helper_keeps_every_column_and_formats_counts():
     assert ">8<" in html and ">0.123<" in html and "None" not in html and "8.000" not in html
 
 
-def test_numbers_and_intervals_stay_on_one_line_while_long_text_wraps():
-    frame = pd.DataFrame({"error": [0.0312], "scope": ["top-1 copying on repeated random tokens, direct path"]})
-    assert short_columns(reading_frame(frame)) == ["error"]
-    html = reading_table(frame).to_html()
-    assert html.count("white-space: nowrap") == 1
+def test_numbers_and_intervals_stay_on_one_line_while_words_wrap():
+    frame = pd.DataFrame(
+        {
+            "error": [0.0312, None],
+            "change": ["+0.02 [-0.01, +0.05]", "1.2e+07"],
+            "verdict": ["partly supported", "n/a"],
+            "scope": ["top-1 copying on repeated random tokens", "direct path"],
+        }
+    )
+    assert number_columns(reading_frame(frame)) == ["error", "change"]
+    styles = reading_table(frame)._compute().ctx  # (row, column) -> CSS properties of each cell
+    assert sorted({column for (_, column), props in styles.items() if ("white-space", "nowrap") in props}) == [0, 1]
