@@ -259,7 +259,8 @@ def fitting_table(results: list[ProjectionResult]) -> pd.DataFrame:
 
 
 def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairGroup] | None = None) -> pd.DataFrame:
-    """One row per statistic and control: means, difference with its head-resampled interval, Cohen's d, p, clear.
+    """One row per statistic and control (7 columns, to fit the text column): pairs, both means, the difference with
+    its head-resampled 95% interval, Cohen's d with the one-sided p, and whether it is clear.
 
     `groups` (optional) adds a row per control that does not exist, with the reason.
     """
@@ -268,12 +269,9 @@ def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairG
             "statistic": stat,
             "control": name,
             "control pairs": e.n_control,
-            "listed mean": e.listed_mean,
-            "control mean": e.control_mean,
-            "difference": e.difference,
-            "95% interval (heads resampled)": f"[{e.low:+.3f}, {e.high:+.3f}]",
-            "Cohen's d": e.standardized,
-            "one-sided p": e.p_value,
+            "mean: listed / control": f"{e.listed_mean:.3f} / {e.control_mean:.3f}",
+            "difference [95% interval]": f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
+            "Cohen's d (p)": f"{e.standardized:.2g} ({e.p_value:.2g})",
             "clear": e.clear,
         }
         for stat, by_control in effects.items()
@@ -282,7 +280,7 @@ def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairG
     for name, group in (groups or {}).items():
         if name != "listed" and not group.exists:
             rows.append({"statistic": "-", "control": name, "control pairs": 0, "clear": group.note})
-    return pd.DataFrame(rows).set_index(["statistic", "control"]).round(3)
+    return pd.DataFrame(rows).set_index(["statistic", "control"])
 
 
 def shuffle_controls_table(result: ShuffleControls, *, tolerance: float = 0.1) -> pd.DataFrame:

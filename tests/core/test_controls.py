@@ -13,7 +13,9 @@ from ihlib.core.control_groups import composable, cross_groups, draw_pairs, samp
 from ihlib.core.factored import head_subspaces
 from ihlib.core.stats import head_bootstrap_effect, head_resampled_means, masked_mean
 from ihlib.model.weights import K, O, Q, V, ov, qk
+from ihlib.report.formatting import MAX_COLUMNS, reading_frame
 from ihlib.report.sentences import diagonal_verdict, matching_verdict
+from ihlib.report.tables import effects_table
 
 SHAPE = (3, 4)  # layers x heads
 D_MODEL, D_HEAD = 32, 4
@@ -199,3 +201,15 @@ def test_claim_1_draws_at_most_max_random_pairs_random_composable_pairs():
     assert np.isfinite(values).sum() == 5
     kept = few.groups["random composable"].mask
     np.testing.assert_allclose(values[kept], every.values["z"]["random composable"][kept], rtol=1e-10)
+
+
+def test_effects_table_fits_the_text_column_and_keeps_means_interval_and_d_of_every_control():
+    controls = diagonal_controls(planted_weights(0), IH, SH, n_boot=200)
+    frame = effects_table(controls.effects, controls.groups)
+    shown = reading_frame(frame)
+    assert shown.shape == (sum(len(by) for by in controls.effects.values()), MAX_COLUMNS)
+    e = controls.effects["z"]["random composable"]
+    row = frame.loc[("z", "random composable")]
+    assert row["difference [95% interval]"] == f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+    assert row["mean: listed / control"] == f"{e.listed_mean:.3f} / {e.control_mean:.3f}"
+    assert row["Cohen's d (p)"].startswith(f"{e.standardized:.2g} (")
