@@ -259,16 +259,15 @@ def fitting_table(results: list[ProjectionResult]) -> pd.DataFrame:
 
 
 def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairGroup] | None = None) -> pd.DataFrame:
-    """One row per statistic and control (7 columns, to fit the text column): pairs, both means, the difference with
-    its head-resampled 95% interval, Cohen's d with the one-sided p, and whether it is clear.
+    """One row per statistic and control, with its number of pairs (6 columns, to fit the text column): both means,
+    the difference with its head-resampled 95% interval, Cohen's d with the one-sided p, and whether it is clear.
 
     `groups` (optional) adds a row per control that does not exist, with the reason.
     """
     rows = [
         {
             "statistic": stat,
-            "control": name,
-            "control pairs": e.n_control,
+            "control (pairs)": f"{name} ({e.n_control})",
             "mean: listed / control": f"{e.listed_mean:.3f} / {e.control_mean:.3f}",
             "difference [95% interval]": f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
             "Cohen's d (p)": f"{e.standardized:.2g} ({e.p_value:.2g})",
@@ -279,8 +278,8 @@ def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairG
     ]
     for name, group in (groups or {}).items():
         if name != "listed" and not group.exists:
-            rows.append({"statistic": "-", "control": name, "control pairs": 0, "clear": group.note})
-    return pd.DataFrame(rows).set_index(["statistic", "control"])
+            rows.append({"statistic": "-", "control (pairs)": f"{name} (0)", "clear": group.note})
+    return pd.DataFrame(rows).set_index(["statistic", "control (pairs)"])
 
 
 def shuffle_controls_table(result: ShuffleControls, *, tolerance: float = 0.1) -> pd.DataFrame:

@@ -203,13 +203,13 @@ def test_claim_1_draws_at_most_max_random_pairs_random_composable_pairs():
     np.testing.assert_allclose(values[kept], every.values["z"]["random composable"][kept], rtol=1e-10)
 
 
-def test_effects_table_fits_the_text_column_and_keeps_means_interval_and_d_of_every_control():
+def test_effects_table_fits_the_text_column_and_keeps_pairs_means_interval_and_d_of_every_control():
     controls = diagonal_controls(planted_weights(0), IH, SH, n_boot=200)
     frame = effects_table(controls.effects, controls.groups)
     shown = reading_frame(frame)
-    assert shown.shape == (sum(len(by) for by in controls.effects.values()), MAX_COLUMNS)
+    assert shown.shape == (sum(len(by) for by in controls.effects.values()), MAX_COLUMNS - 1)
     e = controls.effects["z"]["random composable"]
-    row = frame.loc[("z", "random composable")]
+    row = frame.loc[("z", f"random composable ({e.n_control})")]
     assert row["difference [95% interval]"] == f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
     assert row["mean: listed / control"] == f"{e.listed_mean:.3f} / {e.control_mean:.3f}"
     assert row["Cohen's d (p)"].startswith(f"{e.standardized:.2g} (")
