@@ -22,6 +22,7 @@ from ihlib.model.errors import ParameterError
 MISSING = "n/a"  # what a cell without a value reads
 SIGNIFICANT = 3  # significant digits of a number that is not a count
 MAX_COLUMNS = 7  # columns that fit the 720 px text column at 1280 px (index levels included)
+CELL_PADDING = "0.1em 0.4em"  # space between columns, so that neighbouring numbers do not run together
 NUMBER_LIKE = re.compile(r"[^A-Za-z]*|n/a")  # a cell without words: a number, an interval "0.03 [0.02, 0.04]"
 
 
@@ -138,7 +139,12 @@ def reading_table(frame: pd.DataFrame, **options: object) -> Styler:
     return (
         text.style.hide(axis="index")
         .set_properties(subset=number_columns(text), **{"white-space": "nowrap"})
-        .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
+        .set_table_styles(
+            [
+                {"selector": "th", "props": [("text-align", "left"), ("padding", CELL_PADDING)]},
+                {"selector": "td", "props": [("padding", CELL_PADDING)]},
+            ]
+        )
     )
 
 

@@ -132,7 +132,7 @@ def diagonal_verdict(
     key = effect_key(primary, STATISTICS[j.statistic])
     caveat = _weight_caveat(j.absent)
     summary = (
-        f"The {j.n_pairs} chosen pairs that can compose clear {len(clear)} of the {len(j.effects)} controls on the "
+        f"The {j.n_pairs} listed pairs that can compose clear {len(clear)} of the {len(j.effects)} controls on the "
         f"diagonal z-score ({', '.join(clear) or 'none'})."
     )
     return Verdict(claim, j.label, text, details, caveat, model, scope, key, summary)

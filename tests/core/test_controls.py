@@ -135,7 +135,7 @@ def test_a_planted_copying_subspace_is_supported_by_claim_1_and_random_weights_a
     verdict = diagonal_verdict(planted)
     assert verdict.verdict == "supported" and len(verdict.details) == 3
     assert verdict.summary == (
-        f"The {planted.n_pairs} chosen pairs that can compose clear 3 of the 3 controls on the diagonal z-score "
+        f"The {planted.n_pairs} listed pairs that can compose clear 3 of the 3 controls on the diagonal z-score "
         "(random composable, same layers, specificity)."
     )
     W_E = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
@@ -209,7 +209,8 @@ def test_effects_table_fits_the_text_column_and_keeps_pairs_means_interval_and_d
     shown = reading_frame(frame)
     assert shown.shape == (sum(len(by) for by in controls.effects.values()), MAX_COLUMNS - 1)
     e = controls.effects["z"]["random composable"]
-    row = frame.loc[("z", f"random composable ({e.n_control})")]
+    control = f"random composable: {e.n_control} pairs, mean {e.control_mean:.3f}"
+    row = frame.loc[("diagonal z-score (residual basis)", control)]
     assert row["difference [95% interval]"] == f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
-    assert row["mean: listed / control"] == f"{e.listed_mean:.3f} / {e.control_mean:.3f}"
+    assert row["listed mean"] == f"{e.listed_mean:.3f}"
     assert row["Cohen's d (p)"].startswith(f"{e.standardized:.2g} (")

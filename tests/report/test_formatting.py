@@ -11,6 +11,7 @@ import pytest
 from ihlib.core.stats import Interval
 from ihlib.model.errors import ParameterError
 from ihlib.report.formatting import (
+    CELL_PADDING,
     MISSING,
     format_cell,
     format_interval,
@@ -103,5 +104,6 @@ def test_numbers_and_intervals_stay_on_one_line_while_words_wrap():
         }
     )
     assert number_columns(reading_frame(frame)) == ["error", "change"]
+    assert f"padding: {CELL_PADDING}" in reading_table(frame).to_html()  # neighbouring numbers do not run together
     styles = reading_table(frame)._compute().ctx  # (row, column) -> CSS properties of each cell
     assert sorted({column for (_, column), props in styles.items() if ("white-space", "nowrap") in props}) == [0, 1]
