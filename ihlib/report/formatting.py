@@ -23,6 +23,7 @@ MISSING = "n/a"  # what a cell without a value reads
 SIGNIFICANT = 3  # significant digits of a number that is not a count
 MAX_COLUMNS = 7  # columns that fit the 720 px text column at 1280 px (index levels included)
 CELL_PADDING = "0.1em 0.4em"  # space between columns, so that neighbouring numbers do not run together
+INTERVAL = re.compile(r"\S+ \[[^\]]+\]")  # "0.03 [0.02, 0.04]" inside a cell of words
 NUMBER_LIKE = re.compile(r"[^A-Za-z]*|n/a")  # a cell without words: a number, an interval "0.03 [0.02, 0.04]"
 
 
@@ -132,10 +133,15 @@ def number_columns(text: pd.DataFrame) -> list[str]:
     return [name for name in text.columns if all(NUMBER_LIKE.fullmatch(cell) for cell in plain[name])]
 
 
+def whole_intervals(cell: str) -> str:
+    """`cell` with the spaces inside each interval made non-breaking, so that "0.03 [0.02, 0.04]" never wraps."""
+    return INTERVAL.sub(lambda match: match.group(0).replace(" ", "\u00a0"), cell)
+
+
 def reading_table(frame: pd.DataFrame, **options: object) -> Styler:
     """`reading_frame(frame, **options)` as a Styler without the index: numbers and intervals kept on one line,
-    words wrapped so that the table fits the text column (the HTML a page shows)."""
-    text = reading_frame(frame, **options)  # type: ignore[arg-type]
+    words wrapped so that the table fits the text column, and a line of space under it (the HTML a page shows)."""
+    text = reading_frame(frame, **options).map(whole_intervals)  # type: ignore[arg-type]
     return (
         text.style.hide(axis="index")
         .set_properties(subset=number_columns(text), **{"white-space": "nowrap"})
@@ -143,6 +149,7 @@ def reading_table(frame: pd.DataFrame, **options: object) -> Styler:
             [
                 {"selector": "th", "props": [("text-align", "left"), ("padding", CELL_PADDING)]},
                 {"selector": "td", "props": [("padding", CELL_PADDING)]},
+                {"selector": "", "props": [("margin-bottom", "1em")]},
             ]
         )
     )

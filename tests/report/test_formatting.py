@@ -19,6 +19,7 @@ from ihlib.report.formatting import (
     number_columns,
     reading_frame,
     reading_table,
+    whole_intervals,
 )
 from ihlib.report.table_style import table
 
@@ -107,3 +108,11 @@ def test_numbers_and_intervals_stay_on_one_line_while_words_wrap():
     assert f"padding: {CELL_PADDING}" in reading_table(frame).to_html()  # neighbouring numbers do not run together
     styles = reading_table(frame)._compute().ctx  # (row, column) -> CSS properties of each cell
     assert sorted({column for (_, column), props in styles.items() if ("white-space", "nowrap") in props}) == [0, 1]
+
+
+def test_an_interval_inside_words_never_wraps():
+    assert whole_intervals("error change (shuffle): +0.01 [+0.00, +0.02].") == (
+        "error change (shuffle): +0.01\u00a0[+0.00,\u00a0+0.02]."
+    )
+    frame = pd.DataFrame({"key number": ["copying error: 0.03 [0.02, 0.04]"]})
+    assert "0.03\u00a0[0.02,\u00a00.04]" in reading_table(frame).to_html()
