@@ -105,6 +105,8 @@ def reading_frame(
     columns renamed by `labels` or `column_label`. Raises ParameterError when more than `max_columns` remain
     (None: no limit)."""
     named = [name for name in frame.index.names if name is not None]
+    if not named and pd.api.types.is_string_dtype(frame.index):  # row labels without a name: kept, header blank
+        frame, named = frame.rename_axis(""), [""]
     shown = frame.reset_index(level=named) if named else frame.reset_index(drop=True)
     if columns is not None:
         missing = [name for name in columns if name not in shown.columns]

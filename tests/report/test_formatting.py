@@ -116,3 +116,12 @@ def test_an_interval_inside_words_never_wraps():
     )
     frame = pd.DataFrame({"key number": ["copying error: 0.03 [0.02, 0.04]"]})
     assert "0.03\u00a0[0.02,\u00a00.04]" in reading_table(frame).to_html()
+
+
+def test_row_labels_are_kept_as_the_first_column_and_a_plain_range_index_is_dropped():
+    labelled = pd.DataFrame({"diagonal": ["supported", "not supported"]}, index=["direct", "one-layer"])
+    assert reading_frame(labelled).to_dict(orient="list") == {
+        "": ["direct", "one-layer"],
+        "diagonal": ["supported", "not supported"],
+    }
+    assert list(reading_frame(pd.DataFrame({"a": [1.0, 2.0]}))) == ["a"]
