@@ -114,6 +114,8 @@ def test_an_interval_inside_words_never_wraps():
     assert whole_intervals("error change (shuffle): +0.01 [+0.00, +0.02].") == (
         "error change (shuffle): +0.01\u00a0[+0.00,\u00a0+0.02]."
     )
+    words = "Claim 1 (diagonal) [direct weight path (W_qk, W_ov)]"
+    assert whole_intervals(words) == words  # brackets of words still wrap
     frame = pd.DataFrame({"key number": ["copying error: 0.03 [0.02, 0.04]"]})
     assert "0.03\u00a0[0.02,\u00a00.04]" in reading_table(frame).to_html()
 
