@@ -22,7 +22,7 @@ from ihlib.model.errors import ParameterError
 MISSING = "n/a"  # what a cell without a value reads
 SIGNIFICANT = 3  # significant digits of a number that is not a count
 MAX_COLUMNS = 7  # columns that fit the 720 px text column at 1280 px (index levels included)
-CELL_PADDING = "0.1em 0.4em"  # space between columns, so that neighbouring numbers do not run together
+CELL_PADDING = "0.1em 0.25em"  # space between columns, so that neighbouring numbers do not run together
 NUMBER = r"[-+]?\d[\d.]*(?:e[-+]?\d+)?"
 INTERVAL = re.compile(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]")  # "0.03 [0.02, 0.04]" inside a cell of words
 NUMBER_LIKE = re.compile(r"[^A-Za-z]*|n/a")  # a cell without words: a number, an interval "0.03 [0.02, 0.04]"
