@@ -44,8 +44,9 @@ class KeyNumber:
 @dataclass(frozen=True)
 class Verdict:
     """A claim's verdict (one of `VERDICT_LABELS`) on one `model`, within one `scope` (what the test covers, e.g.
-    "direct weight path", "top-1 copying on repeated random tokens"), the sentences behind it, a one-line caveat
-    and the `key` number it was judged on (None when nothing was judged).
+    "direct weight path", "top-1 copying on repeated random tokens"), the sentences behind it, a one-line caveat,
+    the `key` number it was judged on (None when nothing was judged) and a one-sentence `summary` (the box's
+    sentence; "" when `text` is already one).
 
     "not informative": the test ran but could not have failed on this model. A chapter may hold several verdicts
     of one claim with different scopes. Notebooks display it as Markdown (`_repr_markdown_`); `record()` is what
@@ -60,6 +61,7 @@ class Verdict:
     model: str = ""
     scope: str = ""
     key: KeyNumber | None = None
+    summary: str = ""
 
     def __post_init__(self) -> None:
         """Reject labels outside the scale."""
@@ -77,6 +79,7 @@ class Verdict:
             "model": self.model,
             "scope": self.scope,
             "key": self.key.record() if self.key is not None else None,
+            "summary": self.summary,
         }
 
     @classmethod
@@ -85,6 +88,11 @@ class Verdict:
         key = record.get("key")
         fields = {k: v for k, v in record.items() if k != "key"}
         return cls(**fields, key=KeyNumber.from_record(key) if key else None)
+
+    @property
+    def sentence(self) -> str:
+        """The verdict in one sentence: `summary`, else `text`."""
+        return self.summary or self.text
 
     @property
     def where(self) -> str:

@@ -9,6 +9,7 @@ others stay in the saved data).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -21,6 +22,10 @@ from ihlib.model.errors import ParameterError
 MISSING = "n/a"  # what a cell without a value reads
 SIGNIFICANT = 3  # significant digits of a number that is not a count
 MAX_COLUMNS = 7  # columns that fit the 720 px text column at 1280 px (index levels included)
+CELL_PADDING = "0.1em 0.25em"  # space between columns, so that neighbouring numbers do not run together
+NUMBER = r"[-+]?\d[\d.]*(?:e[-+]?\d+)?"
+INTERVAL = re.compile(rf"{NUMBER} \[{NUMBER}, {NUMBER}\]")  # "0.03 [0.02, 0.04]" inside a cell of words
+NUMBER_LIKE = re.compile(r"[^A-Za-z]*|n/a")  # a cell without words: a number, an interval "0.03 [0.02, 0.04]"
 
 
 def format_interval(value: Interval, signed: bool = False) -> str:
@@ -101,6 +106,8 @@ def reading_frame(
     columns renamed by `labels` or `column_label`. Raises ParameterError when more than `max_columns` remain
     (None: no limit)."""
     named = [name for name in frame.index.names if name is not None]
+    if not named and pd.api.types.is_string_dtype(frame.index):  # row labels without a name: kept, header blank
+        frame, named = frame.rename_axis(""), [""]
     shown = frame.reset_index(level=named) if named else frame.reset_index(drop=True)
     if columns is not None:
         missing = [name for name in columns if name not in shown.columns]
@@ -123,14 +130,31 @@ def reading_frame(
     return pd.DataFrame(cells, index=range(len(shown)))
 
 
+def number_columns(text: pd.DataFrame) -> list[str]:
+    """The columns of a text frame whose every cell is a number or an interval (no words; exponents allowed)."""
+    plain = text.replace(r"\de[+-]\d", "", regex=True)
+    return [name for name in text.columns if all(NUMBER_LIKE.fullmatch(cell) for cell in plain[name])]
+
+
+def whole_intervals(cell: str) -> str:
+    """`cell` with the spaces inside each interval made non-breaking, so that "0.03 [0.02, 0.04]" never wraps."""
+    return INTERVAL.sub(lambda match: match.group(0).replace(" ", "\u00a0"), cell)
+
+
 def reading_table(frame: pd.DataFrame, **options: object) -> Styler:
-    """`reading_frame(frame, **options)` as a Styler without the index, numbers right-aligned, no cell wrapped
-    inside an interval (the HTML a page shows)."""
-    text = reading_frame(frame, **options)  # type: ignore[arg-type]
+    """`reading_frame(frame, **options)` as a Styler without the index: numbers and intervals kept on one line,
+    words wrapped so that the table fits the text column, and a line of space under it (the HTML a page shows)."""
+    text = reading_frame(frame, **options).map(whole_intervals)  # type: ignore[arg-type]
     return (
         text.style.hide(axis="index")
-        .set_properties(**{"white-space": "nowrap"})
-        .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}])
+        .set_properties(subset=number_columns(text), **{"white-space": "nowrap"})
+        .set_table_styles(
+            [
+                {"selector": "th", "props": [("text-align", "left"), ("padding", CELL_PADDING)]},
+                {"selector": "td", "props": [("padding", CELL_PADDING)]},
+                {"selector": "", "props": [("margin-bottom", "1em")]},
+            ]
+        )
     )
 
 

@@ -28,7 +28,8 @@ def known_answers_table(results: dict[str, KnownAnswers]) -> pd.DataFrame:
 
 
 def verdict_grid(results: dict[str, KnownAnswers]) -> pd.DataFrame:
-    """Variants x claims: the verdict, marked "(!)" where it is not one of the correct labels."""
+    """Variants x claims: the verdict, marked "(!)" where it is not one of the correct labels; the variant named in
+    the index (a page shows it as the first column)."""
     return pd.DataFrame(
         {
             claim: {
@@ -37,7 +38,7 @@ def verdict_grid(results: dict[str, KnownAnswers]) -> pd.DataFrame:
             }
             for claim in CLAIMS
         }
-    )
+    ).rename_axis("variant")
 
 
 def variants_table(shape: str = "tiny") -> pd.DataFrame:

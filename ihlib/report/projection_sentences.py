@@ -198,7 +198,12 @@ def projection_verdict(
     if judgement.killed is None:
         caveat = f"copying is never killed (plateau {judgement.plateau:.2f}); " + caveat
     key = projection_key(out, judgement.decisive[True], tolerance)
-    return Verdict(claim, judgement.label, text, details, caveat=caveat, model=model, scope=scope, key=key)
+    decisive = {o: judgement.decisive[o] or "none" for o in (True, False)}
+    summary = (
+        f"{killed}; the first decisive rank is {decisive[True]} for projecting out and {decisive[False]} for "
+        "keeping only."
+    )
+    return Verdict(claim, judgement.label, text, details, caveat, model, scope, key, summary)
 
 
 def projection_what_we_see(results: list[ProjectionResult], judgements: dict[str, ProjectionJudgement]) -> Paragraph:

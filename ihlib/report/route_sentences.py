@@ -95,6 +95,7 @@ def route_verdict(verdict: Verdict, carrying: CarryingRoute) -> Verdict:
             "is the same test as the direct-weight-path verdict, repeated under the route's scope."
         )
         caveat = verdict.caveat
+        summary = f"The direct write carries the previous token, so this repeats the direct test: {_lower(verdict)}"
     else:
         lead = (
             f"Not the seed's test: on this model {shares}, so the weights are read along MLP{carrying.mlp_layer} "
@@ -102,7 +103,17 @@ def route_verdict(verdict: Verdict, carrying: CarryingRoute) -> Verdict:
             "direct test."
         )
         caveat = "a linearisation of the MLP averaged over one batch, not the seed's weight product; " + verdict.caveat
-    return replace(verdict, text=f"{lead} {verdict.text}", caveat=caveat)
+        through = format_interval(carrying.through_mlps, signed=True)
+        summary = (
+            f"Read along MLP{carrying.mlp_layer}, which carries {through} of copying "
+            f"(the direct write {format_interval(carrying.direct, signed=True)}): {_lower(verdict)}"
+        )
+    return replace(verdict, text=f"{lead} {verdict.text}", caveat=caveat, summary=summary)
+
+
+def _lower(verdict: Verdict) -> str:
+    """The verdict's sentence with a lower-case first letter, to follow a colon."""
+    return verdict.sentence[:1].lower() + verdict.sentence[1:]
 
 
 def _pairs(heads: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:

@@ -131,7 +131,11 @@ def diagonal_verdict(
     primary = j.effects.get("random composable") or next(iter(j.effects.values()))
     key = effect_key(primary, STATISTICS[j.statistic])
     caveat = _weight_caveat(j.absent)
-    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=scope, key=key)
+    summary = (
+        f"The {j.n_pairs} listed pairs that can compose clear {len(clear)} of the {len(j.effects)} controls on the "
+        f"diagonal z-score ({', '.join(clear) or 'none'})."
+    )
+    return Verdict(claim, j.label, text, details, caveat, model, scope, key, summary)
 
 
 def _weight_caveat(absent: dict[str, str]) -> str:
@@ -213,8 +217,9 @@ def matching_verdict(
     primary = effects.get(PRIMARY_CONTROL[mode]) if mode else None
     key = effect_key(primary, f"subspace match ({JUDGED}), {mode}") if primary else None
     caveat = _weight_caveat(absent)
-    label = judgement.label
-    return Verdict(SUBSPACE_CLAIM, label, text, lines, caveat=caveat, model=model, scope=scope, key=key)
+    judged = [f"{mode} {label}" for mode, label in judgement.labels.items() if mode != "SH x SH"]
+    summary = f"Against their controls, the rank-averaged subspace match reads: {'; '.join(judged)}."
+    return Verdict(SUBSPACE_CLAIM, judgement.label, text, lines, caveat, model, scope, key, summary)
 
 
 def matching_what_we_see(results: list[SubspaceControls], judgement: ControlsJudgement) -> Paragraph:
@@ -299,7 +304,8 @@ def shuffle_verdict(
     key = None
     if j.test and j.changes:
         key = KeyNumber("change in top-1 copying error", f"{j.test} minus original", j.changes[j.test])
-    return Verdict(claim, j.label, text, details, caveat=caveat, model=model, scope=SHUFFLE_SCOPE, key=key)
+    summary = j.why[:1].upper() + j.why[1:]
+    return Verdict(claim, j.label, text, details, caveat, model, SHUFFLE_SCOPE, key, summary)
 
 
 def shuffle_what_we_see(results: list[ShuffleControls], judgements: dict[str, ControlledShuffleJudgement]) -> Paragraph:

@@ -9,6 +9,7 @@ from ihlib.claims.diagonal import SEED_Z_THRESHOLD, QKOVZScores
 from ihlib.claims.projection import SUBSPACES, ProjectionResult, decisive_rank, killed_rank, plateau
 from ihlib.claims.shuffling import CONDITIONS, ShuffleControls, ShuffleSweep, intact_heads, repetition_intact
 from ihlib.claims.subspaces import SubspaceMatching, matching_reading
+from ihlib.core.circuits import STATISTICS
 from ihlib.core.control_groups import PairGroup
 from ihlib.core.copying import per_repetition
 from ihlib.core.stats import Effect, Interval, percentile_of, read_error_change
@@ -259,21 +260,19 @@ def fitting_table(results: list[ProjectionResult]) -> pd.DataFrame:
 
 
 def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairGroup] | None = None) -> pd.DataFrame:
-    """One row per statistic and control: means, difference with its head-resampled interval, Cohen's d, p, clear.
+    """One row per statistic (in words) and control (its pairs and mean, in words that wrap, so that the table fits
+    the text column): the listed mean, the difference with its head-resampled 95% interval, Cohen's d with the
+    one-sided p, and whether it is clear.
 
     `groups` (optional) adds a row per control that does not exist, with the reason.
     """
     rows = [
         {
-            "statistic": stat,
-            "control": name,
-            "control pairs": e.n_control,
-            "listed mean": e.listed_mean,
-            "control mean": e.control_mean,
-            "difference": e.difference,
-            "95% interval (heads resampled)": f"[{e.low:+.3f}, {e.high:+.3f}]",
-            "Cohen's d": e.standardized,
-            "one-sided p": e.p_value,
+            "statistic": STATISTICS.get(stat, stat),
+            "control": f"{name}: {e.n_control} pairs, mean {e.control_mean:.3f}",
+            "listed mean": f"{e.listed_mean:.3f}",
+            "difference [95% interval]": f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]",
+            "Cohen's d (p)": f"{e.standardized:.2g} ({e.p_value:.2g})",
             "clear": e.clear,
         }
         for stat, by_control in effects.items()
@@ -281,8 +280,8 @@ def effects_table(effects: dict[str, dict[str, Effect]], groups: dict[str, PairG
     ]
     for name, group in (groups or {}).items():
         if name != "listed" and not group.exists:
-            rows.append({"statistic": "-", "control": name, "control pairs": 0, "clear": group.note})
-    return pd.DataFrame(rows).set_index(["statistic", "control"]).round(3)
+            rows.append({"statistic": "-", "control": f"{name}: 0 pairs", "clear": group.note})
+    return pd.DataFrame(rows).set_index(["statistic", "control"])
 
 
 def shuffle_controls_table(result: ShuffleControls, *, tolerance: float = 0.1) -> pd.DataFrame:

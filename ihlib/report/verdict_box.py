@@ -17,8 +17,8 @@ _BOX_CLASS = {
 
 def verdict_box(verdict: Verdict, *, title: str = "") -> str:
     """MyST admonition Markdown (a backtick-fenced directive, which myst-nb renders in cell outputs too) of one
-    verdict: title "<claim>: <verdict>", then the model, the key number with its 95% interval, the one-sentence
-    text and the scope; the caveat in italics. Never folded."""
+    verdict: title "<claim>: <verdict>", then the model, the key number with its 95% interval, the verdict's one
+    sentence and the scope; the caveat in italics. Never folded."""
     key = (
         f"**Key number:** {verdict.key.measures} ({verdict.key.comparison}): {verdict.key.formatted()}."
         if verdict.key
@@ -32,7 +32,7 @@ def verdict_box(verdict: Verdict, *, title: str = "") -> str:
         "",
         key,
         "",
-        verdict.text,
+        verdict.sentence,
     ]
     if verdict.caveat:
         lines += ["", f"*Caveat: {verdict.caveat}*"]
@@ -41,7 +41,7 @@ def verdict_box(verdict: Verdict, *, title: str = "") -> str:
 
 def verdict_box_html(verdict: Verdict, *, title: str = "") -> str:
     """The same box as HTML with the theme's admonition classes (what a page shows: myst-nb renders Markdown
-    outputs as CommonMark, without directives)."""
+    outputs as CommonMark, without directives); under the sentence, the evidence in full, folded."""
     key = (
         f"{verdict.key.measures} ({verdict.key.comparison}): {verdict.key.formatted()}."
         if verdict.key
@@ -53,11 +53,20 @@ def verdict_box_html(verdict: Verdict, *, title: str = "") -> str:
         f"<p><strong>Model:</strong> {html.escape(verdict.model or 'this model')}. <strong>Scope:</strong> "
         f"{html.escape(verdict.scope or 'as stated in the text')}.</p>",
         f"<p><strong>Key number:</strong> {html.escape(key)}</p>",
-        f"<p>{html.escape(verdict.text)}</p>",
+        f"<p>{html.escape(verdict.sentence)}</p>",
     ]
     if verdict.caveat:
         parts.append(f"<p><em>Caveat: {html.escape(verdict.caveat)}</em></p>")
-    return "\n".join([*parts, "</div>"])
+    return "\n".join([*parts, evidence_html(verdict), "</div>"])
+
+
+def evidence_html(verdict: Verdict) -> str:
+    """The verdict's full text and detail lines in a closed <details> ("" when the sentence is all there is)."""
+    if not verdict.summary and not verdict.details:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in verdict.details)
+    lines = f"<ul>{items}</ul>" if items else ""
+    return f"<details><summary>The evidence in full</summary><p>{html.escape(verdict.text)}</p>{lines}</details>"
 
 
 def verdict_boxes(verdicts: list[Verdict]) -> str:

@@ -236,10 +236,6 @@ def test_attention_view_of_chapter_0_reacts_to_hover_without_network(browser_pag
 
 VISIBLE_WORD_LIMIT = 1_500  # words a student reads on a claim chapter before opening anything
 CLAIM_PAGES = [entry for entry in FIGURE_PAGES if Path(entry).stem[:2] in {"01", "02", "03", "04"}]
-READING_TARGETS_OPEN = pytest.mark.xfail(
-    reason="issue 23 is open: some claim chapters still show more than 1,500 words or tables wider than the column",
-    strict=False,
-)
 VISIBLE_WORDS = """() => {
   const article = document.querySelector("article.bd-article") || document.querySelector("main");
   const copy = article.cloneNode(true);
@@ -256,7 +252,6 @@ TEXT_COLUMN_PX = 720  # the article column of sphinx-book-theme at a 1280 px win
 BAD_CELL = re.compile(r"^(nan|NaN|None|[+-]?\d+\.000)$")
 
 
-@READING_TARGETS_OPEN
 @pytest.mark.parametrize("entry", CLAIM_PAGES)
 def test_claim_chapter_shows_at_most_1500_words_outside_folds_and_code(browser_page, site_url, entry):
     """A claim chapter reads in one sitting: its text outside folded sections, code and tables is short."""
@@ -265,7 +260,6 @@ def test_claim_chapter_shows_at_most_1500_words_outside_folds_and_code(browser_p
     assert words <= VISIBLE_WORD_LIMIT, f"{entry}: {words} visible words (at most {VISIBLE_WORD_LIMIT}): fold details"
 
 
-@READING_TARGETS_OPEN
 @pytest.mark.parametrize("entry", NOTEBOOK_PAGES)
 def test_no_table_is_wider_than_the_text_column_at_1280_px(browser_page, site_url, entry):
     """Every table, folded ones opened, fits the 720 px text column of a 1280 px window."""

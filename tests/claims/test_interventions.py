@@ -644,6 +644,7 @@ def test_shuffle_verdict_names_controls_redundancy_the_heads_beyond_and_the_spre
     verdict = shuffle_verdict(controls, judgement, sweep, ranked_scores, fraction=0.5, margin=0.1, tolerance=0.1)
     text = " ".join(verdict.details)
     assert verdict.verdict == "not informative" and verdict.caveat.startswith("could not fail here")
+    assert verdict.summary[0].isupper() and verdict.summary[1:] == judgement.why[1:]  # the reading, one sentence
     assert "No 'cross-layer shuffle' control on this model" in text
     assert "breaks copying only from K = 3 on" in text
     assert "continues with L0H3 (shifting head)" in text and "first breaks copying at K = 4" in text
@@ -714,6 +715,10 @@ def test_projection_decides_at_two_consecutive_ranks_against_random_and_energy_m
     assert capped["OV"].label == "partly supported" and "never kills copying" in capped["OV"].why
     verdict = projection_verdict({True: runs[2], False: runs[3]}, judgements["OV"], tolerance=0.1)
     assert "never kills copying" in verdict.text and verdict.caveat.startswith("copying is never killed (plateau 0.60)")
+    decisive = [judgements["OV"].decisive[out] or "none" for out in (True, False)]
+    assert verdict.summary.startswith("Projecting out never kills copying") and verdict.summary.endswith(
+        f"rank is {decisive[0]} for projecting out and {decisive[1]} for keeping only."
+    )
     plan = [{"edited": [[1, 0]], "fitted_on": [[1, 1], [1, 2]]}, {"edited": [[1, 1]], "fitted_on": [[1, 0]]}]
     leaky = replace(runs[0], plan=plan)
     words = fitting_words(leaky)

@@ -13,7 +13,9 @@ from ihlib.core.control_groups import composable, cross_groups, draw_pairs, samp
 from ihlib.core.factored import head_subspaces
 from ihlib.core.stats import head_bootstrap_effect, head_resampled_means, masked_mean
 from ihlib.model.weights import K, O, Q, V, ov, qk
+from ihlib.report.formatting import MAX_COLUMNS, reading_frame
 from ihlib.report.sentences import diagonal_verdict, matching_verdict
+from ihlib.report.tables import effects_table
 
 SHAPE = (3, 4)  # layers x heads
 D_MODEL, D_HEAD = 32, 4
@@ -132,6 +134,10 @@ def test_a_planted_copying_subspace_is_supported_by_claim_1_and_random_weights_a
     assert "supported" not in labels
     verdict = diagonal_verdict(planted)
     assert verdict.verdict == "supported" and len(verdict.details) == 3
+    assert verdict.summary == (
+        f"The {planted.n_pairs} listed pairs that can compose clear 3 of the 3 controls on the diagonal z-score "
+        "(random composable, same layers, specificity)."
+    )
     W_E = torch.randn(40, D_MODEL, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     controls = diagonal_controls(planted_weights(0), IH, SH, W_E=W_E, n_boot=500)
     with_secondary = diagonal_verdict(judge_diagonal(controls), secondary=controls, model="planted")
@@ -160,6 +166,7 @@ def test_a_planted_shared_subspace_is_supported_by_claim_2_and_none_is_not():
     assert "supported" not in labels
     verdict = matching_verdict(planted)
     assert verdict.verdict == "supported" and any(line.startswith("IH x IH: supported") for line in verdict.details)
+    assert verdict.summary.endswith("reads: IH x SH supported; IH x IH supported.")
     random_results, random_judgement = judged(random_weights(0))
     per_rank = matching_verdict(random_judgement, per_rank=random_results).details
     ranked = [line for line in per_rank if "per rank" in line]
@@ -194,3 +201,16 @@ def test_claim_1_draws_at_most_max_random_pairs_random_composable_pairs():
     assert np.isfinite(values).sum() == 5
     kept = few.groups["random composable"].mask
     np.testing.assert_allclose(values[kept], every.values["z"]["random composable"][kept], rtol=1e-10)
+
+
+def test_effects_table_fits_the_text_column_and_keeps_pairs_means_interval_and_d_of_every_control():
+    controls = diagonal_controls(planted_weights(0), IH, SH, n_boot=200)
+    frame = effects_table(controls.effects, controls.groups)
+    shown = reading_frame(frame)
+    assert shown.shape == (sum(len(by) for by in controls.effects.values()), MAX_COLUMNS - 1)
+    e = controls.effects["z"]["random composable"]
+    control = f"random composable: {e.n_control} pairs, mean {e.control_mean:.3f}"
+    row = frame.loc[("diagonal z-score (residual basis)", control)]
+    assert row["difference [95% interval]"] == f"{e.difference:+.3f} [{e.low:+.3f}, {e.high:+.3f}]"
+    assert row["listed mean"] == f"{e.listed_mean:.3f}"
+    assert row["Cohen's d (p)"].startswith(f"{e.standardized:.2g} (")

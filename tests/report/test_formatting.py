@@ -11,12 +11,15 @@ import pytest
 from ihlib.core.stats import Interval
 from ihlib.model.errors import ParameterError
 from ihlib.report.formatting import (
+    CELL_PADDING,
     MISSING,
     format_cell,
     format_interval,
     format_number,
+    number_columns,
     reading_frame,
     reading_table,
+    whole_intervals,
 )
 from ihlib.report.table_style import table
 
@@ -90,3 +93,37 @@ def test_the_pages_table_helper_keeps_every_column_and_formats_counts():
     frame = pd.DataFrame([[8.0, 0.12345, None] * 3], columns=[f"c{i}" for i in range(9)])
     html = table(frame).to_html()
     assert ">8<" in html and ">0.123<" in html and "None" not in html and "8.000" not in html
+
+
+def test_numbers_and_intervals_stay_on_one_line_while_words_wrap():
+    frame = pd.DataFrame(
+        {
+            "error": [0.0312, None],
+            "change": ["+0.02 [-0.01, +0.05]", "1.2e+07"],
+            "verdict": ["partly supported", "n/a"],
+            "scope": ["top-1 copying on repeated random tokens", "direct path"],
+        }
+    )
+    assert number_columns(reading_frame(frame)) == ["error", "change"]
+    assert f"padding: {CELL_PADDING}" in reading_table(frame).to_html()  # neighbouring numbers do not run together
+    styles = reading_table(frame)._compute().ctx  # (row, column) -> CSS properties of each cell
+    assert sorted({column for (_, column), props in styles.items() if ("white-space", "nowrap") in props}) == [0, 1]
+
+
+def test_an_interval_inside_words_never_wraps():
+    assert whole_intervals("error change (shuffle): +0.01 [+0.00, +0.02].") == (
+        "error change (shuffle): +0.01\u00a0[+0.00,\u00a0+0.02]."
+    )
+    words = "Claim 1 (diagonal) [direct weight path (W_qk, W_ov)]"
+    assert whole_intervals(words) == words  # brackets of words still wrap
+    frame = pd.DataFrame({"key number": ["copying error: 0.03 [0.02, 0.04]"]})
+    assert "0.03\u00a0[0.02,\u00a00.04]" in reading_table(frame).to_html()
+
+
+def test_row_labels_are_kept_as_the_first_column_and_a_plain_range_index_is_dropped():
+    labelled = pd.DataFrame({"diagonal": ["supported", "not supported"]}, index=["direct", "one-layer"])
+    assert reading_frame(labelled).to_dict(orient="list") == {
+        "": ["direct", "one-layer"],
+        "diagonal": ["supported", "not supported"],
+    }
+    assert list(reading_frame(pd.DataFrame({"a": [1.0, 2.0]}))) == ["a"]

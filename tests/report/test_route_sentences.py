@@ -56,10 +56,13 @@ def test_the_route_verdict_says_whether_it_is_the_seeds_test_and_keeps_the_label
     assert verdict.verdict == "supported" and verdict.scope == "s" and verdict.text.endswith(judged.text)
     both = analysis.copying_drops[2, 0]
     assert f"both together {both:+.2f} [" in verdict.text  # each removal alone, so that redundant routes show
+    assert verdict.summary.endswith(": the listed pairs clear 3 of 3.") and verdict.summary.count(". ") == 0
     if route == "direct":
         assert "same test" in verdict.text and verdict.caveat == judged.caveat
+        assert "repeats the direct test" in verdict.summary
     else:
         assert verdict.text.startswith("Not the seed's test") and "MLP0" in verdict.text
+        assert verdict.summary.startswith("Read along MLP0, which carries +")
         assert verdict.caveat.endswith(judged.caveat) and "linearisation" in verdict.caveat
 
 

@@ -54,3 +54,15 @@ def test_html_box_has_the_admonition_classes_every_part_and_escapes_text():
     for part in ("ihlib-language", "+0.12 [+0.03, +0.20]", "error &lt; 0.1 &amp; harmless", "Caveat: one seed"):
         assert part in box
     assert VerdictBox([_verdict(), _verdict()])._repr_html_().count('class="admonition-title"') == 2
+
+
+def test_box_shows_the_one_sentence_summary_and_folds_the_full_text_and_details():
+    from ihlib.report.verdict_box import verdict_box_html
+
+    verdict = _verdict(text="Long evidence; " * 20, details=["against random heads: +0.97"], summary="One sentence.")
+    box = verdict_box_html(verdict)
+    visible, folded = box.split("<details>")
+    assert "One sentence." in visible and "Long evidence" not in visible
+    assert "Long evidence" in folded and "<li>against random heads: +0.97</li>" in folded
+    assert "One sentence." in verdict_box(verdict) and "Long evidence" not in verdict_box(verdict)
+    assert Verdict.from_record(verdict.record()).summary == "One sentence."
