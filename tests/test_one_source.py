@@ -10,6 +10,7 @@ import pytest
 
 from ihlib.core.copying import copy_accuracy
 from ihlib.model.loading import load_model
+from ihlib.report.book_costs import book_costs, cost_table
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -35,12 +36,10 @@ def test_readme_quotes_the_pages_copying_accuracy_at_seed_0():
     assert quoted.group(1) == f"{measured:.3f}"
 
 
-def test_the_gpt2_estimate_quotes_the_readmes_timing_table():
-    """ "This model and GPT-2" quotes the sum of the site model's chapter seconds of the README's timing table."""
-    table = README[README.index("| chapter | ihlib-language (site) |") : README.index("| **total, wall clock**")]
-    chapters = sum(int(seconds) for seconds in re.findall(r"^\| [a-z0-9_]+ \| (\d+) \|", table, re.M))
-    page = json.loads((REPO / "book/this_model_and_gpt2.ipynb").read_text())
-    text = "".join("".join(cell["source"]) for cell in page["cells"] if cell["cell_type"] == "markdown")
-    quoted = re.search(r"add up to about (\d+) minutes on the embedded language model \((\d+) s", text)
-    assert quoted, "the page no longer quotes the book's time on the embedded model"
-    assert int(quoted.group(2)) == chapters and round(chapters / 60) == int(quoted.group(1))
+def test_readme_quotes_the_measured_cost_of_the_book_at_gpt2_small_shapes():
+    """The README's table of the book on planted-gpt2-small is the committed record's, row by row (the page
+    "This model and GPT-2" shows the record itself)."""
+    start = README.index("| chapter (planted-gpt2-small) | seconds | status |")
+    rows = re.findall(r"^\| ([^|]+?) \| (\d+) \| ([a-z ]+) \|$", README[start : README.index("\n\n", start)], re.M)
+    expected = cost_table(book_costs())[["chapter", "seconds", "status"]].astype(str)
+    assert rows == list(expected.itertuples(index=False, name=None))
