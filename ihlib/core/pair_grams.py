@@ -28,6 +28,7 @@ from ihlib.model.weights import K, O, Q, V
 
 PRODUCTS = ("K", "Q", "V", "trace")
 MEMORY_BYTES = 256 * 2**20  # bound on the row blocks of the d x d sides held at once
+MIN_FILL = 0.6  # layers share one grid product while this share of its entries are pairs (see _receiver_layer_groups)
 MAX_BLOCK_ROWS = 96  # at most this many rows per block: finer blocks skip more of the symmetric lower triangles
 
 
@@ -196,17 +197,36 @@ class PairGroup:
 def _receiver_layer_groups(
     recv_ids: np.ndarray, recv_pos: np.ndarray, send_pos: np.ndarray, n_head: int
 ) -> list[PairGroup]:
-    """Pairs grouped by the receiving head's layer (sorted flat ids put one layer's receivers side by side)."""
+    """Pairs grouped by bands of the receiving heads' layers (sorted flat ids put a band's receivers side by side):
+    consecutive layers share one grid product while at least `MIN_FILL` of its entries are pairs (one larger product
+    runs faster than several thin ones, until the wasted entries cost more)."""
     layers = recv_ids[recv_pos] // n_head
-    groups = []
+    bands: list[np.ndarray] = []
     for layer in np.unique(layers):
         pairs = np.nonzero(layers == layer)[0]
-        first, last = int(recv_pos[pairs].min()), int(recv_pos[pairs].max())
-        cols = _gap_free(np.unique(send_pos[pairs]))
-        row_of_pair = torch.from_numpy(recv_pos[pairs] - first)
-        col_of_pair = torch.from_numpy(np.searchsorted(cols, send_pos[pairs]))
-        groups.append(PairGroup(torch.from_numpy(pairs), slice(first, last + 1), cols, row_of_pair, col_of_pair))
-    return groups
+        merged = np.concatenate([bands[-1], pairs]) if bands else pairs
+        if bands and _fill(merged, recv_pos, send_pos) >= MIN_FILL:
+            bands[-1] = merged
+        else:
+            bands.append(pairs)
+    return [_pair_group(np.sort(pairs), recv_pos, send_pos) for pairs in bands]
+
+
+def _fill(pairs: np.ndarray, recv_pos: np.ndarray, send_pos: np.ndarray) -> float:
+    """Share of the grid (receivers' row range x distinct senders) of `pairs` that the pairs occupy."""
+    rows = int(recv_pos[pairs].max() - recv_pos[pairs].min() + 1)
+    return len(np.unique(recv_pos[pairs] * (send_pos.max() + 1) + send_pos[pairs])) / (
+        rows * len(np.unique(send_pos[pairs]))
+    )
+
+
+def _pair_group(pairs: np.ndarray, recv_pos: np.ndarray, send_pos: np.ndarray) -> PairGroup:
+    """The `PairGroup` of `pairs` (indices into the pair list)."""
+    first, last = int(recv_pos[pairs].min()), int(recv_pos[pairs].max())
+    cols = _gap_free(np.unique(send_pos[pairs]))
+    row_of_pair = torch.from_numpy(recv_pos[pairs] - first)
+    col_of_pair = torch.from_numpy(np.searchsorted(cols, send_pos[pairs]))
+    return PairGroup(torch.from_numpy(pairs), slice(first, last + 1), cols, row_of_pair, col_of_pair)
 
 
 def _gap_free(cols: np.ndarray) -> np.ndarray:
