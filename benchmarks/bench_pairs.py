@@ -8,7 +8,9 @@ One run prints, as ratios per pair:
 - against a dense float64 reference (every `d x d` product formed) on a small model, with the largest deviation;
 - against TransformerLens 4's `TransformerBridge.all_composition_scores` on the same weights (K, and Q and V for
   agreement), where TransformerLens is installed (an optional benchmark-only dependency; the part is skipped with a
-  message otherwise). The composition scores are checked against TransformerLens's.
+  message otherwise). The composition scores are checked against TransformerLens's. TransformerLens is called
+  `--repeats` times in one process, like ihlib; its first call and its median call are both printed, with user and
+  system CPU seconds (system time is the kernel's, mostly page faults on the fresh memory its pair products fill).
 
     nice -n 10 /work/tlvenv/bin/python benchmarks/bench_pairs.py   # a venv with transformer-lens and ihlib's deps
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import resource
 import statistics
 import tempfile
 import time
@@ -57,6 +60,19 @@ def random_gpt2(layers: int, heads: int, d_model: int, seed: int) -> GPT2LMHeadM
     torch.manual_seed(seed)
     config = GPT2Config(n_layer=layers, n_head=heads, n_embd=d_model)
     return GPT2LMHeadModel(config).eval()
+
+
+def call_usage(run: Callable[[], object]) -> tuple[float, float, float]:
+    """One call's wall, user-CPU and system-CPU seconds (system time is mostly page faults of fresh memory)."""
+    before, wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return time.perf_counter() - wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+
+
+def median_usage(calls: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """The call with the median wall time among `calls` (wall, user, system)."""
+    return sorted(calls)[len(calls) // 2]
 
 
 def timed(run: Callable[[], object], repeats: int = 1) -> tuple[object, float, float]:
@@ -230,18 +246,22 @@ def compare_transformer_lens(model: GPT2LMHeadModel, W_all: torch.Tensor, new: d
     torch.set_num_threads(args.tl_threads)
     try:
         with torch.no_grad():
-            tl_k, wall, cpu = timed(lambda: bridge.all_composition_scores("K"))
-            tl = {"K": tl_k} | {kind: bridge.all_composition_scores(kind) for kind in ("Q", "V")}
+            calls = [call_usage(lambda: bridge.all_composition_scores("K")) for _ in range(args.repeats)]
+            tl = {kind: bridge.all_composition_scores(kind) for kind in ("Q", "K", "V")}
     finally:
         torch.set_num_threads(threads)
     n_tl = W_all.shape[0] ** 2 * W_all.shape[1] ** 2
-    ratio = (wall / n_tl) / (new["k_wall"] / new["n"])
-    ratio_cpu = (cpu / n_tl) / (new["k_cpu"] / new["n"])
+    ours_per_pair = new["k_wall"] / new["n"]
     print(
-        f"TransformerLens all_composition_scores('K'), {n_tl} ordered pairs, {args.tl_threads} thread(s): "
-        f"{wall:.1f} s wall, {cpu:.1f} s CPU. Per pair, TransformerLens / ihlib K: {ratio:.0f}x wall, "
-        f"{ratio_cpu:.0f}x CPU"
+        f"TransformerLens all_composition_scores('K'), {n_tl} ordered pairs, {args.tl_threads} thread(s), "
+        f"{args.repeats} calls in one process (ihlib K: {1e6 * ours_per_pair:.0f} us per pair, median of "
+        f"{args.repeats}):"
     )
+    for label, (wall, user, system) in (("first call", calls[0]), ("median call", median_usage(calls))):
+        print(
+            f"  {label}: {wall:.1f} s wall ({user:.1f} s user, {system:.1f} s system). "
+            f"Per pair, TransformerLens / ihlib K: {(wall / n_tl) / ours_per_pair:.0f}x wall"
+        )
     ours = composition_scores(W_all)
     print(f"  same raw weights: the bridge's W_Q differs from ihlib's split by at most {same:.1e}")
     for kind, scores in ours.scores.items():
