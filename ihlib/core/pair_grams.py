@@ -10,10 +10,12 @@ sending head `s`, the products every pair statistic needs are inner products of 
 
 Each symmetric `d x d` side is `X X^T` with a per-head `X (d, d_head)` (e.g. `X = W_k S` with `S S^T = W_q^T W_q`,
 the `d_head x d_head` root taken in float64). Per pair this costs `d^2 / 2` multiply-adds (the upper triangle of a
-symmetric matrix), against `d d_head^2` for the `d_head x d_head` core `X(r)^T X(s)`: five times less at GPT-2's
-shapes (`d = 768 < d_head^2 = 4096`). The `d x d` sides are formed once per head, a block of rows at a time (memory
-bound: `MEMORY_BYTES`), in the weights' dtype; the pairs' inner products are matrix products over the heads that
-occur, grouped by the receiving head's layer, and summed across row blocks in float64.
+symmetric matrix), against `d d_head^2` for the `d_head x d_head` core `X(r)^T X(s)`: about ten times less at
+GPT-2's shapes (`d^2 / 2 = 294,912` against `3,145,728`; the trace, whose sides are not symmetric, takes `d^2`), and
+forming the sides (`d^2 d_head / 2` per head) is shared by all of a head's pairs. The `d x d` sides are formed once
+per head, a block of rows at a time (memory bound: `MEMORY_BYTES`), in the weights' dtype; the pairs' inner products
+are matrix products over the heads that occur, grouped in bands of the receiving heads' layers, and summed across row
+blocks in float64.
 """
 
 from __future__ import annotations
